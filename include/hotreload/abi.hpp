@@ -1,0 +1,116 @@
+#ifndef HOTRELOAD_ABI_HPP
+#define HOTRELOAD_ABI_HPP
+
+#include <hotreload/config.hpp>
+#include <hotreload/plugin.hpp>
+
+#include <boost/version.hpp>
+
+#include <concepts>
+#include <cstdint>
+#include <string>
+#include <typeinfo>
+
+namespace hotreload {
+
+/// Everything a plugin and its host must agree on, exported by HOTRELOAD_PLUGIN as the data
+/// symbol `hotreload_abi_tag` and compared before any factory runs. The first two fields
+/// keep their meaning in every future ABI version.
+struct abi_tag {
+  std::uint32_t size;              ///< sizeof(abi_tag) of the plugin's build
+  std::uint32_t abi_version;       ///< HOTRELOAD_ABI_VERSION
+  std::uint32_t pointer_size;
+  std::uint32_t boost_version;     ///< BOOST_VERSION: Asio and JSON types cross the boundary
+  std::uint32_t stdlib_abi;        ///< libstdc++ dual ABI and debug mode, or libc++
+  std::uint32_t interface_version; ///< Interface::interface_version, or 0
+  std::uint32_t interface_size;    ///< sizeof(Interface)
+  const char* interface_name;      ///< mangled name of Interface (compiler-independent)
+  const char* compiler;            ///< for messages only: mixed g++/clang builds are fine
+};
+
+/// The interface a plugin class implements: the interface's own `interface_type`.
+template <class T>
+concept named_interface = requires { typename T::interface_type; } &&
+                          std::derived_from<typename T::interface_type, plugin>;
+
+namespace detail {
+
+constexpr std::uint32_t stdlib_abi() noexcept {
+  std::uint32_t v = 0;
+#if defined(_GLIBCXX_USE_CXX11_ABI)
+  v |= _GLIBCXX_USE_CXX11_ABI ? 1u : 2u;
+#endif
+#if defined(_GLIBCXX_DEBUG)
+  v |= 4u; // debug-mode containers have another layout
+#endif
+#if defined(_LIBCPP_VERSION)
+  v |= 8u;
+#endif
+  return v;
+}
+
+#define HOTRELOAD_STR2(x) #x
+#define HOTRELOAD_STR(x) HOTRELOAD_STR2(x)
+#if defined(__clang__)
+inline constexpr const char* compiler_id =
+    "clang " HOTRELOAD_STR(__clang_major__) "." HOTRELOAD_STR(__clang_minor__);
+#elif defined(__GNUC__)
+inline constexpr const char* compiler_id =
+    "g++ " HOTRELOAD_STR(__GNUC__) "." HOTRELOAD_STR(__GNUC_MINOR__);
+#else
+inline constexpr const char* compiler_id = "unknown compiler";
+#endif
+
+template <class I>
+constexpr std::uint32_t interface_version() noexcept {
+  if constexpr (requires { I::interface_version; })
+    return static_cast<std::uint32_t>(I::interface_version);
+  else
+    return 0;
+}
+
+} // namespace detail
+
+/// The tag a plugin for Interface carries, and that a host for Interface expects.
+template <class Interface>
+abi_tag make_abi_tag() noexcept {
+  return abi_tag{sizeof(abi_tag),
+                 HOTRELOAD_ABI_VERSION,
+                 sizeof(void*),
+                 BOOST_VERSION,
+                 detail::stdlib_abi(),
+                 detail::interface_version<Interface>(),
+                 sizeof(Interface),
+                 typeid(Interface).name(),
+                 detail::compiler_id};
+}
+
+/// Empty if `theirs` (a plugin's) fits `ours` (the host's); else what differs and the fix.
+inline std::string abi_mismatch(const abi_tag& ours, const abi_tag& theirs) {
+  auto num = [](std::uint32_t v) { return std::to_string(v); };
+  if (theirs.size < 2 * sizeof(std::uint32_t) || theirs.abi_version != ours.abi_version)
+    return "it was built against hotreload ABI version " + num(theirs.abi_version) +
+           ", the host uses " + num(ours.abi_version) + "; rebuild the plugin with the host's hotreload headers";
+  if (theirs.size != ours.size || theirs.pointer_size != ours.pointer_size)
+    return "its ABI tag has another layout; rebuild the plugin with the host's hotreload headers";
+  if (theirs.boost_version != ours.boost_version)
+    return "it was built with Boost " + num(theirs.boost_version) + ", the host with Boost " +
+           num(ours.boost_version) + "; rebuild it against the host's Boost";
+  if (theirs.stdlib_abi != ours.stdlib_abi)
+    return "its C++ standard library ABI (" + num(theirs.stdlib_abi) + ", built by " + theirs.compiler +
+           ") differs from the host's (" + num(ours.stdlib_abi) +
+           "); build both with the same standard library and _GLIBCXX_USE_CXX11_ABI/_GLIBCXX_DEBUG settings";
+  if (std::string_view(theirs.interface_name) != ours.interface_name)
+    return std::string("it implements interface '") + theirs.interface_name + "', the host expects '" +
+           ours.interface_name + "'; build it against the host's interface header";
+  if (theirs.interface_version != ours.interface_version || theirs.interface_size != ours.interface_size)
+    return "it was built against another version of interface '" + std::string(ours.interface_name) +
+           "' (version " + num(theirs.interface_version) + ", size " + num(theirs.interface_size) +
+           "; the host has version " + num(ours.interface_version) + ", size " + num(ours.interface_size) +
+           "); rebuild it against the host's interface header";
+  return {};
+}
+
+} // namespace hotreload
+
+#endif

@@ -1,0 +1,213 @@
+#ifndef HOTRELOAD_LOADER_DLL_LOADER_HPP
+#define HOTRELOAD_LOADER_DLL_LOADER_HPP
+
+#include <hotreload/config.hpp>
+#include <hotreload/loader/loader.hpp>
+#include <hotreload/metadata.hpp>
+#include <hotreload/options.hpp>
+
+#include <boost/dll/shared_library.hpp>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <random>
+#include <string>
+#include <system_error>
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace hotreload {
+
+namespace detail {
+
+/// A loader's private shadow directory `<root>/<pid>-<random>`, locked with flock for the
+/// process's lifetime, so that the next start can tell a crashed process's leftovers (lock
+/// free) from a live sibling's (lock held) and remove only the former.
+class shadow_directory {
+public:
+  static std::shared_ptr<shadow_directory> create(std::filesystem::path root, error_info& err) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (root.empty()) root = fs::temp_directory_path(ec) / ("hotreload-" + std::to_string(::geteuid()));
+    fs::create_directories(root, ec);
+    if (ec) return fail(err, "cannot create shadow directory " + root.string() + ": " + ec.message() +
+                                 "; set options.shadow_dir to a writable directory");
+    ::chmod(root.c_str(), 0700);
+    remove_stale(root);
+    std::random_device rd;
+    auto dir = root / (std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    if (!fs::create_directory(dir, ec) || ec)
+      return fail(err, "cannot create " + dir.string() + ": " + (ec ? ec.message() : "exists"));
+    ::chmod(dir.c_str(), 0700);
+    int fd = ::open((dir / "lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 || ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      if (fd >= 0) ::close(fd);
+      fs::remove_all(dir, ec);
+      return fail(err, "cannot lock shadow directory " + dir.string() + ": " + std::strerror(errno));
+    }
+    return std::shared_ptr<shadow_directory>(new shadow_directory(std::move(dir), fd));
+  }
+
+  ~shadow_directory() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+    ::close(lock_fd_);
+  }
+
+  const std::filesystem::path& path() const noexcept { return path_; }
+  std::filesystem::path next_name(const std::filesystem::path& source) {
+    return path_ / (source.stem().string() + "." + std::to_string(++sequence_) + source.extension().string());
+  }
+
+private:
+  shadow_directory(std::filesystem::path p, int fd) : path_(std::move(p)), lock_fd_(fd) {}
+
+  static std::shared_ptr<shadow_directory> fail(error_info& err, std::string message) {
+    err = {make_error_code(errc::shadow_copy_failed), {}, std::move(message)};
+    return nullptr;
+  }
+
+  static void remove_stale(const std::filesystem::path& root) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    for (auto& e : fs::directory_iterator(root, ec)) {
+      if (!e.is_directory(ec)) continue;
+      int fd = ::open((e.path() / "lock").c_str(), O_RDWR | O_CLOEXEC);
+      if (fd < 0) continue; // being created right now, or not ours
+      bool stale = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+      if (stale) fs::remove_all(e.path(), ec);
+      ::close(fd);
+    }
+  }
+
+  std::filesystem::path path_;
+  int lock_fd_;
+  std::atomic<unsigned long> sequence_{0};
+};
+
+/// Copies `from` to a new file `to` (mode 0500, O_EXCL). Returns an errno-style message or "".
+inline std::string copy_file_private(const std::filesystem::path& from, const std::filesystem::path& to) {
+  int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return std::string("cannot open: ") + std::strerror(errno);
+  struct ::stat st{};
+  if (::fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(in);
+    return "not a regular file";
+  }
+  int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0500);
+  if (out < 0) {
+    int e = errno;
+    ::close(in);
+    return std::string("cannot create shadow copy ") + to.string() + ": " + std::strerror(e);
+  }
+  std::string error;
+  off_t offset = 0;
+  while (offset < st.st_size) {
+    ssize_t n = ::sendfile(out, in, &offset, static_cast<size_t>(st.st_size - offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      error = n < 0 ? std::string("copy failed: ") + std::strerror(errno) : "file shrank while copying";
+      break;
+    }
+  }
+  ::close(in);
+  ::close(out);
+  if (!error.empty()) ::unlink(to.c_str());
+  return error;
+}
+
+} // namespace detail
+
+/// The default Loader: copies each version to a fresh shadow file (glibc would hand back
+/// the already-loaded object for the same path or inode) and maps it with Boost.DLL,
+/// RTLD_NOW | RTLD_LOCAL, so a missing symbol fails here instead of at first call.
+class dll_loader {
+public:
+  dll_loader() = default;
+  explicit dll_loader(const options& opts) : root_(opts.shadow_dir) {}
+
+  loaded_library load(const std::filesystem::path& source, error_info& err) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (!fs::exists(source, ec))
+      return fail(err, errc::file_not_found,
+                  source.string() + " does not exist; check the path or rebuild the plugin");
+    if (!dir_ && !(dir_ = detail::shadow_directory::create(root_, err))) return {};
+
+    auto image = dir_->next_name(source);
+    if (auto why = detail::copy_file_private(source, image); !why.empty())
+      return fail(err, errc::shadow_copy_failed, source.string() + ": " + why);
+
+    struct mapping {
+      boost::dll::shared_library library;
+      std::filesystem::path image;
+      std::shared_ptr<detail::shadow_directory> dir;
+      ~mapping() {
+        library.unload();
+        ::unlink(image.c_str());
+      }
+    };
+    auto m = std::make_shared<mapping>();
+    m->image = image;
+    m->dir = dir_;
+    m->library.load(image, ec, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    if (ec)
+      return fail(err, errc::load_failed,
+                  source.string() + " is not a loadable library: " + dlopen_error(image) +
+                      "; rebuild it (a missing symbol means it needs a library or host symbol that is not there)");
+
+    loaded_library lib;
+    lib.source = source;
+    lib.image = image;
+    if (!m->library.has("hotreload_abi_tag") || !m->library.has("hotreload_metadata") ||
+        !m->library.has("hotreload_create"))
+      return fail(err, errc::not_a_plugin,
+                  source.string() + " is a shared library but not a hotreload plugin (no hotreload_abi_tag, "
+                                    "hotreload_metadata or hotreload_create export); add "
+                                    "HOTRELOAD_PLUGIN(your_class, R\"({\"name\": ...})\") to one of its sources");
+    lib.tag = &m->library.get<const abi_tag>("hotreload_abi_tag");
+    const char* meta = &m->library.get<const char>("hotreload_metadata");
+    lib.metadata = std::string_view(meta, ::strnlen(meta, max_metadata_size + 1));
+    lib.create = &m->library.get<detail::create_fn>("hotreload_create");
+    lib.handle = std::move(m);
+    return lib;
+  }
+
+private:
+  static loaded_library fail(error_info& err, errc code, std::string message) {
+    err = {make_error_code(code), {}, std::move(message)};
+    return {};
+  }
+
+  // Boost.DLL reports a failed load as a bare error code and clears dlerror(); the cause
+  // ("invalid ELF header", "undefined symbol: x") is what a user needs, so ask once more.
+  static std::string dlopen_error(const std::filesystem::path& image) {
+    ::dlerror();
+    if (void* h = ::dlopen(image.c_str(), RTLD_NOW | RTLD_LOCAL)) {
+      ::dlclose(h);
+      return "dlopen failed";
+    }
+    const char* e = ::dlerror();
+    std::string why = e ? e : "dlopen failed";
+    // dlerror repeats the (shadow) path; the source path is already in the message.
+    if (auto pos = why.find(image.string() + ": "); pos != std::string::npos)
+      why.erase(pos, image.string().size() + 2);
+    return why;
+  }
+
+  std::filesystem::path root_;
+  std::shared_ptr<detail::shadow_directory> dir_;
+};
+
+static_assert(loader<dll_loader>);
+
+} // namespace hotreload
+
+#endif

@@ -1,0 +1,95 @@
+#ifndef HOTRELOAD_PLUGIN_HPP
+#define HOTRELOAD_PLUGIN_HPP
+
+#include <hotreload/config.hpp>
+#include <hotreload/log.hpp>
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <memory>
+#include <string>
+#include <typeinfo>
+
+namespace hotreload {
+
+/// The base class of every plugin interface. A host derives its interface from it and names
+/// it, e.g. `struct greeter : hotreload::plugin { using interface_type = greeter; ... };`
+/// (the name goes into the ABI tag, so a plugin built for another interface is refused).
+/// Optionally `static constexpr unsigned interface_version = N;`: bump it on every change of
+/// the interface's layout or virtual functions.
+///
+/// Every hook is a coroutine that defaults to doing nothing. Reload order: get_reload_state
+/// (old) -> teardown_async (old) -> constructor (new) -> set_reload_state (new) ->
+/// on_reload_async (new). First load: constructor -> setup_async.
+class plugin {
+public:
+  plugin() = default;
+  plugin(const plugin&) = delete;
+  plugin& operator=(const plugin&) = delete;
+  virtual ~plugin() = default;
+
+  /// Asynchronous initialisation on the first load only (not on a reload).
+  virtual awaitable<void> setup_async() { co_return; }
+  /// Releases resources before the instance is replaced or the reloader stops.
+  virtual awaitable<void> teardown_async() { co_return; }
+  /// Runs on the new instance after set_reload_state, before it serves.
+  virtual awaitable<void> on_reload_async() { co_return; }
+  /// The state to carry to the next version (any JSON value).
+  virtual awaitable<boost::json::value> get_reload_state() { co_return boost::json::value(); }
+  /// Receives what the previous version's get_reload_state returned.
+  virtual awaitable<void> set_reload_state(boost::json::value) { co_return; }
+};
+
+/// A host-defined object shared with every plugin (type-checked on access).
+class shared_context {
+public:
+  shared_context() = default;
+  template <class T>
+  shared_context(std::shared_ptr<T> object) noexcept : object_(std::move(object)), type_(&typeid(T)) {}
+
+  /// The object if it is a T, else nullptr. type_info comparison is by name, so it works
+  /// across the host/plugin boundary.
+  template <class T>
+  T* get() const noexcept {
+    return type_ && *type_ == typeid(T) ? static_cast<T*>(object_.get()) : nullptr;
+  }
+
+private:
+  std::shared_ptr<void> object_;
+  const std::type_info* type_ = nullptr;
+};
+
+/// What a plugin's constructor receives.
+class plugin_context {
+public:
+  plugin_context(std::string name, asio::any_io_executor executor, plugin_logger log,
+                 boost::json::object config, shared_context shared)
+      : name_(std::move(name)), executor_(std::move(executor)), log_(std::move(log)),
+        config_(std::move(config)), shared_(std::move(shared)) {}
+
+  /// The plugin's name, from its metadata.
+  const std::string& name() const noexcept { return name_; }
+  /// The executor to create I/O objects and timers with. Everything created with it keeps
+  /// this version of the plugin's library mapped for as long as it (or an operation on it)
+  /// exists, so a pending completion handler can never run after its code is unmapped.
+  const asio::any_io_executor& executor() const noexcept { return executor_; }
+  /// Log lines tagged with the plugin's name, through the host's sink.
+  const plugin_logger& log() const noexcept { return log_; }
+  /// The plugin's configuration: options.plugin_config[name], or an empty object.
+  const boost::json::object& config() const noexcept { return config_; }
+  /// The host's shared object, if it is a T.
+  template <class T>
+  T* shared() const noexcept { return shared_.get<T>(); }
+
+private:
+  std::string name_;
+  asio::any_io_executor executor_;
+  plugin_logger log_;
+  boost::json::object config_;
+  shared_context shared_;
+};
+
+} // namespace hotreload
+
+#endif

@@ -1,0 +1,45 @@
+// The interface the test host and the test plugins share.
+#ifndef HOTRELOAD_TESTS_COUNTER_IFACE_HPP
+#define HOTRELOAD_TESTS_COUNTER_IFACE_HPP
+
+#include <hotreload/plugin.hpp>
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace test {
+
+/// What the host shares with the plugins: a journal of hook calls, in order.
+struct journal {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  void add(std::string line) {
+    std::lock_guard lk(mu);
+    lines.push_back(std::move(line));
+  }
+  std::vector<std::string> take() {
+    std::lock_guard lk(mu);
+    return std::exchange(lines, {});
+  }
+};
+
+struct counter_iface : hotreload::plugin {
+  using interface_type = counter_iface;
+  static constexpr unsigned interface_version = 1;
+  virtual std::string version() const = 0;
+  virtual int increment() = 0;
+  virtual int count() const = 0;
+  /// Pending heartbeat completions (a timer the plugin keeps armed on its executor).
+  virtual int heartbeats() const = 0;
+};
+
+/// Another interface, for ABI mismatch tests.
+struct other_iface : hotreload::plugin {
+  using interface_type = other_iface;
+  virtual int answer() const = 0;
+};
+
+} // namespace test
+
+#endif

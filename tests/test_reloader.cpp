@@ -1,0 +1,746 @@
+// Behaviour of the core engine with real shared libraries swapped on disk.
+#include <hotreload.hpp>
+
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+#include "plugins/counter_iface.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <atomic>
+#include <fstream>
+#include <random>
+#include <set>
+#include <thread>
+
+namespace hr = hotreload;
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using hr::awaitable;
+using asio::use_awaitable;
+
+namespace {
+
+using reloader = hr::hot_reloader<test::counter_iface>;
+
+// A private plugin directory and shadow directory, removed afterwards.
+struct sandbox {
+  fs::path root, plugins, shadow;
+  std::shared_ptr<test::journal> journal = std::make_shared<test::journal>();
+
+  sandbox() {
+    static std::atomic<int> n{0};
+    root = fs::temp_directory_path() / ("hotreload-test-" + std::to_string(::getpid()) + "-" + std::to_string(++n));
+    plugins = root / "plugins";
+    shadow = root / "shadow";
+    fs::create_directories(plugins);
+  }
+  ~sandbox() {
+    std::error_code ec;
+    fs::remove_all(root, ec);
+  }
+  static fs::path built(const std::string& variant) { return fs::path(TEST_PLUGIN_DIR) / (variant + ".so"); }
+  // Puts a built plugin in place by rename, the way a build should replace a library.
+  void install(const std::string& variant, const std::string& file = "counter.so") const {
+    auto tmp = plugins / ("." + file + ".tmp");
+    fs::copy_file(built(variant), tmp, fs::copy_options::overwrite_existing);
+    fs::rename(tmp, plugins / file);
+  }
+  void write(const std::string& bytes, const std::string& file = "counter.so") const {
+    auto tmp = plugins / ("." + file + ".tmp");
+    std::ofstream(tmp, std::ios::binary) << bytes;
+    fs::rename(tmp, plugins / file);
+  }
+  hr::options opts() const {
+    return hr::options{.plugin_dirs = {plugins},
+                       .shadow_dir = shadow,
+                       .verbosity = hr::log_level::warning,
+                       .shared = hr::shared_context(journal)};
+  }
+};
+
+// Records events and lets a coroutine wait for one (the library's own events, no sleeps).
+struct recorder {
+  std::mutex mu;
+  std::vector<hr::reload_event> events;
+  std::vector<std::function<void()>> wakers;
+  std::size_t cursor = 0;
+
+  void attach(reloader& r) {
+    r.subscribe([this](const hr::reload_event& e) {
+      std::vector<std::function<void()>> w;
+      {
+        std::lock_guard lk(mu);
+        events.push_back(e);
+        w.swap(wakers);
+      }
+      for (auto& f : w) f();
+    });
+  }
+  // The next event (after the last one returned) that satisfies `pred`.
+  template <class Pred>
+  awaitable<hr::reload_event> next(Pred pred) {
+    for (;;) {
+      auto t = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, 60s);
+      {
+        std::lock_guard lk(mu);
+        while (cursor < events.size())
+          if (pred(events[cursor++])) co_return events[cursor - 1];
+        wakers.push_back([t] { asio::post(t->get_executor(), [t] { t->cancel(); }); });
+      }
+      auto [ec] = co_await t->async_wait(asio::as_tuple(use_awaitable));
+      if (!ec) throw std::runtime_error("timed out waiting for an event");
+    }
+  }
+  awaitable<hr::reload_event> next(hr::event_kind k) {
+    return next([k](const hr::reload_event& e) { return e.kind == k; });
+  }
+  std::vector<hr::event_kind> kinds() {
+    std::lock_guard lk(mu);
+    std::vector<hr::event_kind> out;
+    for (auto& e : events) out.push_back(e.kind);
+    return out;
+  }
+};
+
+// Runs a test body on `io` with `threads` threads; the body's end stops the io_context.
+template <class F>
+void run(asio::io_context& io, F body, int threads = 1) {
+  std::exception_ptr failure;
+  std::atomic<bool> finished{false};
+  asio::co_spawn(io, body(), [&](std::exception_ptr e) {
+    failure = e;
+    finished = true;
+    io.stop();
+  });
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back([&] { io.run(); });
+  io.run();
+  for (auto& t : pool) t.join();
+  REQUIRE(finished);
+  if (failure) std::rethrow_exception(failure);
+}
+
+// The plugin images of `dir` mapped in this process right now.
+std::set<std::string> mapped_under(const fs::path& dir) {
+  std::ifstream maps("/proc/self/maps");
+  std::set<std::string> out;
+  std::string line;
+  while (std::getline(maps, line)) {
+    auto pos = line.find(dir.string());
+    if (pos != std::string::npos) out.insert(line.substr(pos));
+  }
+  return out;
+}
+
+std::size_t files_under(const fs::path& dir, const std::string& suffix) {
+  std::size_t n = 0;
+  for (auto& e : fs::recursive_directory_iterator(dir))
+    if (e.path().string().ends_with(suffix)) ++n;
+  return n;
+}
+
+awaitable<int> call_increment(reloader& r) {
+  auto p = co_await r.async_get("counter", use_awaitable);
+  co_return p->increment();
+}
+
+} // namespace
+
+TEST_CASE("load, call, reload to v2: new code, state carried, hooks in order") {
+  sandbox box;
+  box.install("counter_v1");
+  asio::io_context io;
+  reloader r(io.get_executor(), box.opts());
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    CHECK(box.journal->take() == std::vector<std::string>{"1.0.0:ctor", "1.0.0:setup"});
+    auto p = co_await r.async_get("counter", use_awaitable);
+    CHECK(p->version() == "1.0.0");
+    CHECK(p.metadata().name == "counter");
+    p->increment();
+    p->increment();
+    CHECK(p->increment() == 3);
+    p.reset();
+
+    box.install("counter_v2");
+    co_await r.async_reload_plugin("counter", use_awaitable);
+    CHECK(box.journal->take() == std::vector<std::string>{"1.0.0:get_state", "1.0.0:teardown", "2.0.0:ctor",
+                                                          "2.0.0:set_state", "2.0.0:on_reload", "1.0.0:dtor"});
+    p = co_await r.async_get("counter", use_awaitable);
+    CHECK(p->version() == "2.0.0");
+    CHECK(p.metadata().version == "2.0.0");
+    CHECK(p->count() == 3);
+    CHECK(p->increment() == 4);
+    auto info = r.info("counter");
+    REQUIRE(info);
+    CHECK(info->version == "2.0.0");
+    CHECK(info->reloads == 1);
+    CHECK(info->serving);
+    p.reset();
+
+    co_await r.async_stop(use_awaitable);
+    CHECK(box.journal->take() == std::vector<std::string>{"2.0.0:get_state", "2.0.0:teardown", "2.0.0:dtor"});
+    CHECK(!r.try_get("counter"));
+  });
+}
+
+TEST_CASE("every reload step is reported, in transaction order") {
+  sandbox box;
+  box.install("counter_v1");
+  asio::io_context io;
+  reloader r(io.get_executor(), box.opts());
+  recorder rec;
+  rec.attach(r);
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    box.install("counter_v2");
+    co_await r.async_reload_plugin("counter", use_awaitable);
+    auto done = co_await rec.next(hr::event_kind::reloaded);
+    CHECK(done.old_version == "1.0.0");
+    CHECK(done.new_version == "2.0.0");
+    CHECK(done.duration > 0ns);
+    co_await r.async_stop(use_awaitable);
+  });
+  std::vector<hr::reload_step> steps;
+  for (auto& e : rec.events)
+    if (e.kind == hr::event_kind::reload_step) steps.push_back(e.step);
+  using s = hr::reload_step;
+  CHECK(steps == std::vector<s>{s::library_loaded, s::quiesced, s::state_saved, s::torn_down, s::constructed,
+                                s::state_restored, s::reload_hook, s::published});
+}
+
+TEST_CASE("a failed reload leaves the old version serving with its state") {
+  struct failure {
+    const char* what;
+    std::function<void(const sandbox&)> prepare;
+    hr::errc code;
+    bool rolls_back; // failed after teardown: the old version is rebuilt
+  };
+  const std::vector<failure> failures = {
+      {"missing file", [](const sandbox& b) { fs::remove(b.plugins / "counter.so"); }, hr::errc::file_not_found, false},
+      {"empty file", [](const sandbox& b) { b.write(""); }, hr::errc::load_failed, false},
+      {"random bytes",
+       [](const sandbox& b) {
+         std::mt19937 gen(7);
+         std::string bytes(4096, '\0');
+         for (auto& c : bytes) c = static_cast<char>(gen());
+         b.write(bytes);
+       },
+       hr::errc::load_failed, false},
+      {"a library without the exports", [](const sandbox& b) { b.install("not_a_plugin"); }, hr::errc::not_a_plugin,
+       false},
+      {"ABI tag mismatch", [](const sandbox& b) { b.install("other_iface"); }, hr::errc::abi_mismatch, false},
+      {"another plugin name", [](const sandbox& b) { b.install("greeter_named"); }, hr::errc::name_mismatch, false},
+      {"get_reload_state throws", [](const sandbox&) {}, hr::errc::state_save_failed, false},
+      {"constructor throws", [](const sandbox& b) { b.install("counter_ctor_throws"); }, hr::errc::construct_failed,
+       true},
+      {"set_reload_state throws", [](const sandbox& b) { b.install("counter_set_state_throws"); },
+       hr::errc::state_restore_failed, true},
+      {"on_reload_async throws", [](const sandbox& b) { b.install("counter_on_reload_throws"); },
+       hr::errc::reload_hook_failed, true},
+      {"on_reload_async throws a non-std exception", [](const sandbox& b) { b.install("counter_on_reload_throws_int"); },
+       hr::errc::reload_hook_failed, true},
+      {"on_reload_async exceeds its time limit", [](const sandbox& b) { b.install("counter_on_reload_hangs"); },
+       hr::errc::hook_timeout, true},
+  };
+  for (auto& f : failures) {
+    CAPTURE(f.what);
+    sandbox box;
+    box.install(f.code == hr::errc::state_save_failed ? "counter_get_state_throws" : "counter_v1");
+    asio::io_context io;
+    auto opts = box.opts();
+    opts.timeouts.on_reload = 200ms;
+    opts.verbosity = hr::log_level::off;
+    reloader r(io.get_executor(), opts);
+    recorder rec;
+    rec.attach(r);
+    run(io, [&]() -> awaitable<void> {
+      co_await r.async_start(use_awaitable);
+      co_await call_increment(r);
+      co_await call_increment(r);
+      f.prepare(box);
+      auto [ec] = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
+      CHECK(ec == f.code);
+      auto failed = co_await rec.next(hr::event_kind::reload_failed);
+      CHECK(failed.error.code == f.code);
+      CHECK(failed.error.plugin == "counter");
+      CHECK(failed.error.message.find("counter") != std::string::npos);
+      if (f.rolls_back) {
+        auto rb = co_await rec.next(hr::event_kind::rolled_back);
+        CHECK(rb.new_version == "1.0.0");
+      }
+      // The old version serves with its state.
+      auto p = co_await r.async_get("counter", use_awaitable);
+      CHECK(p->version() == "1.0.0");
+      CHECK(p->count() == 2);
+      CHECK(p->increment() == 3);
+      p.reset();
+      auto info = r.info("counter");
+      REQUIRE(info);
+      REQUIRE(info->last_error);
+      CHECK(info->last_error->code == f.code);
+      // And a good version still goes in afterwards (unless the old one cannot hand over).
+      box.install("counter_v2");
+      if (f.code == hr::errc::state_save_failed) {
+        auto [again] = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
+        CHECK(again == hr::errc::state_save_failed);
+        co_await r.async_stop(use_awaitable);
+        co_return;
+      }
+      co_await r.async_reload_plugin("counter", use_awaitable);
+      p = co_await r.async_get("counter", use_awaitable);
+      CHECK(p->version() == "2.0.0");
+      if (f.code != hr::errc::state_save_failed) CHECK(p->count() == 3);
+      p.reset();
+      co_await r.async_stop(use_awaitable);
+    });
+  }
+}
+
+TEST_CASE("the throwing form raises hot_reload_error and state_preservation_error") {
+  sandbox box;
+  box.install("counter_v1");
+  asio::io_context io;
+  auto opts = box.opts();
+  opts.verbosity = hr::log_level::off;
+  reloader r(io.get_executor(), opts);
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    try {
+      co_await r.async_get("nope", use_awaitable);
+      FAIL("no exception");
+    } catch (const hr::hot_reload_error& e) {
+      CHECK(e.code() == hr::errc::plugin_not_found);
+      CHECK(e.plugin() == "nope");
+      CHECK(std::string(e.what()).find("nope") != std::string::npos);
+    }
+    box.install("counter_set_state_throws");
+    try {
+      co_await r.async_reload_plugin("counter", use_awaitable);
+      FAIL("no exception");
+    } catch (const hr::state_preservation_error& e) {
+      CHECK(e.code() == hr::errc::state_restore_failed);
+      CHECK(e.plugin() == "counter");
+      CHECK(std::string(e.what()).find("set_reload_state") != std::string::npos);
+    }
+    // Callback form: an error_code.
+    hr::error_code got;
+    std::atomic<bool> called{false};
+    r.async_reload_plugin("missing", [&](hr::error_code ec) {
+      got = ec;
+      called = true;
+    });
+    while (!called) co_await asio::post(co_await asio::this_coro::executor, use_awaitable);
+    CHECK(got == hr::errc::plugin_not_found);
+    CHECK(got.category().name() == std::string("hotreload"));
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
+TEST_CASE("a held plugin_ptr delays the snapshot, and its changes are in the state") {
+  sandbox box;
+  box.install("counter_v1");
+  asio::io_context io;
+  reloader r(io.get_executor(), box.opts());
+  recorder rec;
+  rec.attach(r);
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    auto held = co_await r.async_get("counter", use_awaitable);
+    box.install("counter_v2");
+    std::atomic<bool> reloaded{false};
+    asio::co_spawn(io, r.async_reload_plugin("counter", use_awaitable), [&](std::exception_ptr) { reloaded = true; });
+    // The new library is loaded, then the reload waits for `held`.
+    co_await rec.next([](auto& e) { return e.step == hr::reload_step::library_loaded; });
+    CHECK(!r.try_get("counter")); // quiescing: nobody gets the old version any more
+    // A caller arriving now waits for the reload and gets the new version.
+    std::optional<std::string> late;
+    asio::co_spawn(io, [&]() -> awaitable<void> {
+      auto p = co_await r.async_get("counter", use_awaitable);
+      late = p->version();
+    }, asio::detached);
+    held->increment();
+    held->increment();
+    CHECK(!reloaded);
+    held.reset();
+    co_await rec.next(hr::event_kind::reloaded);
+    auto p = co_await r.async_get("counter", use_awaitable);
+    CHECK(p->version() == "2.0.0");
+    CHECK(p->count() == 2);
+    p.reset();
+    while (!late) co_await asio::post(io, use_awaitable);
+    CHECK(*late == "2.0.0");
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
+TEST_CASE("a plugin_ptr held past quiesce_timeout fails the reload, and the old version serves on") {
+  sandbox box;
+  box.install("counter_v1");
+  asio::io_context io;
+  auto opts = box.opts();
+  opts.quiesce_timeout = 100ms;
+  opts.verbosity = hr::log_level::off;
+  reloader r(io.get_executor(), opts);
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    auto held = co_await r.async_get("counter", use_awaitable);
+    box.install("counter_v2");
+    auto [ec] = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
+    CHECK(ec == hr::errc::quiesce_timeout);
+    CHECK(held->increment() == 1);
+    auto p = r.try_get("counter");
+    REQUIRE(p);
+    CHECK(p->version() == "1.0.0");
+    CHECK(p == held);
+    p.reset();
+    held.reset();
+    co_await r.async_reload_plugin("counter", use_awaitable);
+    p = co_await r.async_get("counter", use_awaitable);
+    CHECK(p->version() == "2.0.0");
+    CHECK(p->count() == 1);
+    p.reset();
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
+TEST_CASE("old libraries are unmapped and their shadow copies deleted; 100 reloads map at most two") {
+  sandbox box;
+  box.install("counter_v1");
+  asio::io_context io;
+  reloader r(io.get_executor(), box.opts());
+  recorder rec;
+  rec.attach(r);
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    auto first = mapped_under(box.shadow);
+    REQUIRE(first.size() == 1);
+    box.install("counter_v2");
+    co_await r.async_reload_plugin("counter", use_awaitable);
+    auto gone = co_await rec.next(hr::event_kind::unloaded);
+    CHECK(gone.old_version == "1.0.0");
+    auto now = mapped_under(box.shadow);
+    CHECK(now.size() == 1);
+    CHECK(now != first);
+    CHECK(!fs::exists(*first.begin()));
+    CHECK(files_under(box.shadow, ".so") == 1);
+
+    std::size_t most = 0;
+    for (int i = 0; i < 100; ++i) {
+      box.install(i % 2 ? "counter_v2" : "counter_v1");
+      co_await r.async_reload_plugin("counter", use_awaitable);
+      most = std::max(most, mapped_under(box.shadow).size());
+      co_await call_increment(r);
+    }
+    CHECK(most <= 2);
+    co_await rec.next([n = 0](const hr::reload_event& e) mutable {
+      return e.kind == hr::event_kind::unloaded && ++n == 100;
+    });
+    CHECK(mapped_under(box.shadow).size() == 1);
+    CHECK(files_under(box.shadow, ".so") == 1);
+    auto p = co_await r.async_get("counter", use_awaitable);
+    CHECK(p->count() == 100);
+    p.reset();
+    co_await r.async_stop(use_awaitable);
+    co_await rec.next(hr::event_kind::unloaded);
+    CHECK(mapped_under(box.shadow).empty());
+    CHECK(files_under(box.shadow, ".so") == 0);
+  });
+}
+
+TEST_CASE("a plugin's Asio timer and the io_context outlive the plugin: no crash at destruction") {
+  sandbox box;
+  box.install("counter_v1");
+  SUBCASE("stopped, then destroyed") {
+    asio::io_context io;
+    {
+      reloader r(io.get_executor(), box.opts());
+      run(io, [&]() -> awaitable<void> {
+        co_await r.async_start(use_awaitable);
+        box.install("counter_v2");
+        co_await r.async_reload_plugin("counter", use_awaitable);
+        co_await r.async_stop(use_awaitable);
+      });
+    }
+    io.restart();
+    io.run(); // whatever the plugins left queued completes, then the context dies
+  }
+  SUBCASE("destroyed while the plugin's timer is armed") {
+    asio::io_context io;
+    {
+      reloader r(io.get_executor(), box.opts());
+      run(io, [&]() -> awaitable<void> {
+        co_await r.async_start(use_awaitable);
+        box.install("counter_v2");
+        co_await r.async_reload_plugin("counter", use_awaitable);
+        auto p = co_await r.async_get("counter", use_awaitable);
+        CHECK(p->version() == "2.0.0");
+      });
+    }
+  }
+  CHECK(true); // reaching here without a crash is the assertion
+}
+
+TEST_CASE("two threads: calls never fail while the plugin is reloaded 200 times") {
+  sandbox box;
+  box.install("counter_v1");
+  asio::io_context io;
+  auto opts = box.opts();
+  reloader r(io.get_executor(), opts);
+  std::atomic<int> calls{0};
+  run(
+      io,
+      [&]() -> awaitable<void> {
+        co_await r.async_start(use_awaitable);
+        std::atomic<bool> done{false};
+        std::atomic<bool> caller_done{false};
+        std::exception_ptr caller_error;
+        asio::co_spawn(
+            io,
+            [&]() -> awaitable<void> {
+              while (!done) {
+                auto p = co_await r.async_get("counter", use_awaitable);
+                REQUIRE(p);
+                p->increment();
+                ++calls;
+                if (auto q = r.try_get("counter")) q->count();
+              }
+            },
+            [&](std::exception_ptr e) {
+              caller_error = e;
+              caller_done = true;
+            });
+        for (int i = 0; i < 200; ++i) {
+          box.install(i % 2 ? "counter_v1" : "counter_v2");
+          co_await r.async_reload_plugin("counter", use_awaitable);
+        }
+        done = true;
+        while (!caller_done) co_await asio::post(io, use_awaitable);
+        if (caller_error) std::rethrow_exception(caller_error);
+        auto p = co_await r.async_get("counter", use_awaitable);
+        CHECK(p->count() == calls.load());
+        CHECK(r.info("counter")->reloads == 200);
+        p.reset();
+        co_await r.async_stop(use_awaitable);
+      },
+      2);
+  CHECK(calls > 0);
+}
+
+TEST_CASE("enable and disable: the flag survives reloads") {
+  sandbox box;
+  box.install("counter_v1");
+  asio::io_context io;
+  reloader r(io.get_executor(), box.opts());
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    CHECK(!r.disable("counter"));
+    CHECK(!r.try_get("counter"));
+    auto [ec, p] = co_await r.async_get("counter", asio::as_tuple(use_awaitable));
+    CHECK(ec == hr::errc::plugin_disabled);
+    box.install("counter_v2");
+    co_await r.async_reload_plugin("counter", use_awaitable);
+    CHECK(!r.try_get("counter"));
+    CHECK(!r.info("counter")->enabled);
+    CHECK(!r.enable("counter"));
+    auto q = co_await r.async_get("counter", use_awaitable);
+    CHECK(q->version() == "2.0.0");
+    CHECK(r.enable("nope") == hr::errc::plugin_not_found);
+    q.reset();
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
+TEST_CASE("start: failures are reported, the other plugins serve; duplicates are refused") {
+  sandbox box;
+  box.install("counter_v1");
+  box.install("counter_v2", "counter_copy.so"); // also declares "counter"
+  box.install("greeter_named", "other.so");
+  box.write("not a library", "broken.so");
+  box.write("ignored", "notes.txt");
+  asio::io_context io;
+  auto opts = box.opts();
+  opts.verbosity = hr::log_level::off;
+  reloader r(io.get_executor(), opts);
+  recorder rec;
+  rec.attach(r);
+  run(io, [&]() -> awaitable<void> {
+    auto [ec] = co_await r.async_start(asio::as_tuple(use_awaitable));
+    CHECK(ec == hr::errc::load_failed); // broken.so sorts first
+    std::set<hr::errc> codes;
+    for (auto& e : rec.events)
+      if (e.kind == hr::event_kind::load_failed) codes.insert(static_cast<hr::errc>(e.error.code.value()));
+    CHECK(codes == std::set<hr::errc>{hr::errc::load_failed, hr::errc::duplicate_plugin});
+    CHECK(r.plugins().size() == 2);
+    CHECK((co_await r.async_get("counter", use_awaitable))->version() == "1.0.0");
+    CHECK((co_await r.async_get("other", use_awaitable))->version() == "1.0.0");
+    auto [ec2] = co_await r.async_start(asio::as_tuple(use_awaitable));
+    CHECK(ec2 == hr::errc::already_started);
+    co_await r.async_stop(use_awaitable);
+    // start/stop/start: the state survives in json_state.
+    co_await r.async_start(asio::as_tuple(use_awaitable));
+    CHECK(r.try_get("counter"));
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
+TEST_CASE("state survives stop and start with json_state, not with null_state") {
+  sandbox box;
+  box.install("counter_v1");
+  asio::io_context io;
+  SUBCASE("json_state") {
+    reloader r(io.get_executor(), box.opts());
+    run(io, [&]() -> awaitable<void> {
+      co_await r.async_start(use_awaitable);
+      co_await call_increment(r);
+      r.disable("counter");
+      co_await r.async_stop(use_awaitable);
+      co_await r.async_start(use_awaitable);
+      CHECK(!r.info("counter")->enabled);
+      r.enable("counter");
+      CHECK(co_await call_increment(r) == 2);
+      co_await r.async_stop(use_awaitable);
+    });
+  }
+  SUBCASE("null_state") {
+    hr::basic_hot_reloader<test::counter_iface, hr::manual_watcher, hr::dll_loader, hr::null_state> r(
+        io.get_executor(), box.opts());
+    run(io, [&]() -> awaitable<void> {
+      co_await r.async_start(use_awaitable);
+      auto p = co_await r.async_get("counter", use_awaitable);
+      p->increment();
+      p.reset();
+      box.install("counter_v2");
+      co_await r.async_reload_plugin("counter", use_awaitable);
+      p = co_await r.async_get("counter", use_awaitable);
+      CHECK(p->count() == 0);
+      p.reset();
+      co_await r.async_stop(use_awaitable);
+    });
+    auto log = box.journal->take();
+    CHECK(std::find(log.begin(), log.end(), "1.0.0:get_state") == log.end());
+  }
+}
+
+TEST_CASE("a plugin that fails to start is unavailable, then starts when fixed") {
+  sandbox box;
+  box.install("counter_setup_throws");
+  asio::io_context io;
+  auto opts = box.opts();
+  opts.verbosity = hr::log_level::off;
+  reloader r(io.get_executor(), opts);
+  run(io, [&]() -> awaitable<void> {
+    auto [ec] = co_await r.async_start(asio::as_tuple(use_awaitable));
+    CHECK(ec == hr::errc::setup_failed);
+    auto [ec2, p] = co_await r.async_get("counter", asio::as_tuple(use_awaitable));
+    CHECK(ec2 == hr::errc::plugin_unavailable);
+    CHECK(!r.info("counter")->serving);
+    box.install("counter_v2");
+    co_await r.async_reload_plugin("counter", use_awaitable);
+    auto q = co_await r.async_get("counter", use_awaitable);
+    CHECK(q->version() == "2.0.0");
+    q.reset();
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
+TEST_CASE("shadow directories of dead processes are removed at start; live ones are kept") {
+  sandbox box;
+  box.install("counter_v1");
+  fs::create_directories(box.shadow / "999999-1");
+  std::ofstream(box.shadow / "999999-1" / "lock");
+  std::ofstream(box.shadow / "999999-1" / "counter.1.so") << "stale";
+  asio::io_context io;
+  reloader other(io.get_executor(), box.opts()); // a live sibling
+  reloader r(io.get_executor(), box.opts());
+  run(io, [&]() -> awaitable<void> {
+    co_await other.async_start(use_awaitable);
+    co_await r.async_start(use_awaitable);
+    CHECK(!fs::exists(box.shadow / "999999-1"));
+    CHECK(mapped_under(box.shadow).size() == 2);
+    co_await r.async_stop(use_awaitable);
+    co_await other.async_stop(use_awaitable);
+  });
+}
+
+TEST_CASE("a missing plugin directory is an error at start") {
+  sandbox box;
+  asio::io_context io;
+  auto opts = box.opts();
+  opts.plugin_dirs.push_back(box.root / "does-not-exist");
+  reloader r(io.get_executor(), opts);
+  run(io, [&]() -> awaitable<void> {
+    auto [ec] = co_await r.async_start(asio::as_tuple(use_awaitable));
+    CHECK(ec == hr::errc::bad_plugin_dir);
+  });
+}
+
+TEST_CASE("metadata parsing") {
+  hr::plugin_metadata m;
+  CHECK(!hr::parse_metadata(R"({"name": "db", "version": "1.2.0", "depends_on": ["log", "cache >=1.2"],
+                               "state_version": 3, "extra": true})",
+                            "x.so", m));
+  CHECK(m.name == "db");
+  CHECK(m.version == "1.2.0");
+  REQUIRE(m.depends_on.size() == 2);
+  CHECK(m.depends_on[1].name == "cache");
+  CHECK(m.depends_on[1].requirement == ">=1.2");
+  CHECK(m.state_version == 3);
+  CHECK(m.raw.contains("extra"));
+  for (auto bad : {"", "[]", "{", R"({"version": "1"})", R"({"name": ""})", R"({"name": "a b"})",
+                   R"({"name": "a", "version": 1})", R"({"name": "a", "depends_on": "b"})",
+                   R"({"name": "a", "depends_on": [1]})", R"({"name": "a", "state_version": 0})",
+                   R"({"name": "a", "state_version": "2"})"}) {
+    CAPTURE(bad);
+    auto err = hr::parse_metadata(bad, "x.so", m);
+    CHECK(err.code == hr::errc::bad_metadata);
+    CHECK(err.message.find("x.so") != std::string::npos);
+  }
+  std::string huge = R"({"name": "a", "pad": ")" + std::string(1 << 20, 'x') + "\"}";
+  CHECK(hr::parse_metadata(huge, "x.so", m).code == hr::errc::bad_metadata);
+}
+
+TEST_CASE("ABI tags: each difference is named") {
+  auto ours = hr::make_abi_tag<test::counter_iface>();
+  CHECK(hr::abi_mismatch(ours, ours).empty());
+  auto t = ours;
+  t.boost_version += 1;
+  CHECK(hr::abi_mismatch(ours, t).find("Boost") != std::string::npos);
+  t = ours;
+  t.abi_version += 1;
+  CHECK(hr::abi_mismatch(ours, t).find("ABI version") != std::string::npos);
+  t = ours;
+  t.interface_version += 1;
+  CHECK(hr::abi_mismatch(ours, t).find("another version of interface") != std::string::npos);
+  auto other = hr::make_abi_tag<test::other_iface>();
+  CHECK(hr::abi_mismatch(ours, other).find("implements interface") != std::string::npos);
+}
+
+// The policy concepts, both ways.
+namespace {
+struct no_stop_watcher {
+  hr::error_info start(const std::vector<fs::path>&, hr::change_handler) { return {}; }
+};
+struct bad_loader {
+  int load(const fs::path&) { return 0; }
+};
+struct no_flag_state {
+  hr::error_info save(std::string_view, const boost::json::object&) { return {}; }
+  std::optional<boost::json::object> load(std::string_view) { return {}; }
+};
+} // namespace
+static_assert(hr::watcher<hr::manual_watcher>);
+static_assert(!hr::watcher<no_stop_watcher>);
+static_assert(!hr::watcher<int>);
+static_assert(hr::loader<hr::dll_loader>);
+static_assert(!hr::loader<bad_loader>);
+static_assert(hr::state_store<hr::json_state>);
+static_assert(hr::state_store<hr::null_state>);
+static_assert(!hr::state_store<no_flag_state>);
+static_assert(hr::named_interface<test::counter_iface>);
+static_assert(!hr::named_interface<hr::plugin>);
