@@ -6,6 +6,7 @@
 #include <hotreload/detail/async.hpp>
 #include <hotreload/detail/async_mutex.hpp>
 #include <hotreload/detail/keepalive_executor.hpp>
+#include <hotreload/detail/leak.hpp>
 #include <hotreload/detail/services.hpp>
 #include <hotreload/error.hpp>
 #include <hotreload/events.hpp>
@@ -381,7 +382,7 @@ private:
       if (!h) {
         // The reloader is gone, so no handler of ours can unmap it, and the caller may be
         // this very library's code. It stays mapped until the process exits.
-        [[maybe_unused]] auto* leaked = v;
+        detail::deliberately_leak(v);
         return;
       }
       asio::post(h->strand, [weak, owned = std::unique_ptr<const version>(v)]() mutable {

@@ -28,12 +28,12 @@ struct hook_timeouts {
 /// initialisers, e.g. `hr::options{.plugin_dirs = {"plugins"}, .debounce = 100ms}`.
 struct options {
   /// Directories searched for plugin libraries at start (and watched by file watchers).
-  std::vector<std::filesystem::path> plugin_dirs;
+  std::vector<std::filesystem::path> plugin_dirs{};
   /// File changes within this window coalesce into one reload per plugin (file watchers).
   std::chrono::milliseconds debounce{100};
   /// Where shadow copies are loaded from. Empty: `<temp dir>/hotreload-<uid>`. Each
   /// reloader uses a private subdirectory (0700) and removes those of dead processes.
-  std::filesystem::path shadow_dir;
+  std::filesystem::path shadow_dir{};
   /// Longest wait, during a reload, for plugin_ptrs to the old version to be released.
   /// Past it the reload fails with errc::quiesce_timeout and the old version keeps serving.
   std::chrono::milliseconds quiesce_timeout{5'000};
