@@ -33,6 +33,10 @@ template <class T>
 concept named_interface = requires { typename T::interface_type; } &&
                           std::derived_from<typename T::interface_type, plugin>;
 
+/// An interface that names itself: what a host instantiates basic_hot_reloader with.
+template <class I>
+concept self_named_interface = named_interface<I> && std::same_as<typename I::interface_type, I>;
+
 namespace detail {
 
 constexpr std::uint32_t stdlib_abi() noexcept {

@@ -66,7 +66,7 @@ template <class Interface, class Watcher = manual_watcher, class Loader = dll_lo
 class basic_hot_reloader {
   static_assert(std::derived_from<Interface, plugin>,
                 "basic_hot_reloader<Interface, ...>: Interface must derive from hotreload::plugin");
-  static_assert(named_interface<Interface> && std::same_as<typename Interface::interface_type, Interface>,
+  static_assert(self_named_interface<Interface>,
                 "basic_hot_reloader<Interface, ...>: Interface must name itself: write "
                 "`using interface_type = Interface;` (with your interface's name) inside it");
   static_assert(watcher_startable<Watcher>,
