@@ -652,16 +652,21 @@ TEST_CASE("a plugin that fails to start is unavailable, then starts when fixed")
 TEST_CASE("shadow directories of dead processes are removed at start; live ones are kept") {
   sandbox box;
   box.install("counter_v1");
-  fs::create_directories(box.shadow / "999999-1");
-  std::ofstream(box.shadow / "999999-1" / "lock");
-  std::ofstream(box.shadow / "999999-1" / "counter.1.so") << "stale";
+  auto stale = box.shadow / "hotreload-999999-1";
+  fs::create_directories(stale);
+  std::ofstream(stale / ".lock");
+  std::ofstream(stale / "counter.1.so") << "stale";
+  auto unrelated = box.shadow / "not-ours";
+  fs::create_directories(unrelated);
+  std::ofstream(unrelated / ".lock");
   asio::io_context io;
   reloader other(io.get_executor(), box.opts()); // a live sibling
   reloader r(io.get_executor(), box.opts());
   run(io, [&]() -> awaitable<void> {
     co_await other.async_start(use_awaitable);
     co_await r.async_start(use_awaitable);
-    CHECK(!fs::exists(box.shadow / "999999-1"));
+    CHECK(!fs::exists(stale));
+    CHECK(fs::exists(unrelated));
     CHECK(mapped_under(box.shadow).size() == 2);
     co_await r.async_stop(use_awaitable);
     co_await other.async_stop(use_awaitable);

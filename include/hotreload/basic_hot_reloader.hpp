@@ -205,8 +205,9 @@ private:
     hub(strand_type s, logger l) : strand(std::move(s)), log(std::move(l)) {}
     strand_type strand;
     logger log;
+    using handler_list = std::vector<std::pair<std::size_t, event_handler>>;
     std::mutex mu;
-    std::vector<std::pair<std::size_t, event_handler>> handlers;
+    std::shared_ptr<const handler_list> handlers = std::make_shared<handler_list>(); // copied on write
     std::size_t next_id = 0;
 
     // Versions not yet unmapped, and a timer async_stop waits on until they are.
@@ -221,20 +222,23 @@ private:
 
     std::size_t subscribe(event_handler h) {
       std::lock_guard lk(mu);
-      handlers.emplace_back(++next_id, std::move(h));
+      auto next = std::make_shared<handler_list>(*handlers);
+      next->emplace_back(++next_id, std::move(h));
+      handlers = std::move(next);
       return next_id;
     }
     void unsubscribe(std::size_t id) {
       std::lock_guard lk(mu);
-      std::erase_if(handlers, [id](auto& p) { return p.first == id; });
+      auto next = std::make_shared<handler_list>(*handlers);
+      std::erase_if(*next, [id](auto& p) { return p.first == id; });
+      handlers = std::move(next);
+    }
+    std::shared_ptr<const handler_list> subscribers() {
+      std::lock_guard lk(mu);
+      return handlers;
     }
     void emit(const reload_event& ev) {
-      std::vector<event_handler> hs;
-      {
-        std::lock_guard lk(mu);
-        for (auto& [id, h] : handlers) hs.push_back(h);
-      }
-      for (auto& h : hs) h(ev);
+      for (auto& [id, h] : *subscribers()) h(ev);
     }
   };
 
@@ -336,9 +340,12 @@ private:
 
   void emit(event_kind k, const std::string& plugin, const version_ptr& old_v, const version_ptr& new_v,
             clock::duration d = {}, error_info err = {}, reload_step step = reload_step::none) {
-    if (!err.plugin.empty() || err.code) err.plugin = plugin;
-    hub_->emit(reload_event{k, plugin, old_v ? old_v->meta.version : std::string(),
-                            new_v ? new_v->meta.version : std::string(), step, d, std::move(err)});
+    auto subscribers = hub_->subscribers();
+    if (subscribers->empty()) return;
+    if (err.code) err.plugin = plugin;
+    reload_event ev{k, plugin, old_v ? old_v->meta.version : std::string(), new_v ? new_v->meta.version : std::string(),
+                    step, d, std::move(err)};
+    for (auto& [id, h] : *subscribers) h(ev);
   }
   void step(const entry& e, reload_step s, const version_ptr& old_v, const version_ptr& new_v,
             clock::time_point since, std::string_view what) {
@@ -601,6 +608,7 @@ private:
   awaitable<error_info> quiesce(entry& e, bool restore) {
     std::shared_ptr<release_signal> sig;
     std::weak_ptr<lease_block> weak;
+    std::shared_ptr<lease_block> mine; // dropped after the lock: it may be the last reference
     {
       std::lock_guard lk(mu_);
       e.quiescing = true;
@@ -608,10 +616,10 @@ private:
         sig = e.lease->signal;
         weak = e.lease;
       }
-      auto mine = std::move(e.lease); // released outside the lock: it may be the last
+      mine = std::move(e.lease);
       e.lease.reset();
-      (void)mine;
     }
+    mine.reset();
     if (!sig) co_return error_info{};
     auto timer = std::make_shared<asio::steady_timer>(strand_, opts_.quiesce_timeout);
     struct clear_wake {

@@ -27,26 +27,27 @@ namespace hotreload {
 
 namespace detail {
 
-/// A loader's private shadow directory `<root>/<pid>-<random>`, locked with flock for the
-/// process's lifetime, so that the next start can tell a crashed process's leftovers (lock
-/// free) from a live sibling's (lock held) and remove only the former.
+/// A loader's private shadow directory `<root>/hotreload-<pid>-<random>`, locked with flock
+/// for the process's lifetime, so that the next start can tell a crashed process's leftovers
+/// (lock free) from a live sibling's (lock held) and remove only the former.
 class shadow_directory {
 public:
   static std::shared_ptr<shadow_directory> create(std::filesystem::path root, error_info& err) {
     namespace fs = std::filesystem;
     std::error_code ec;
-    if (root.empty()) root = fs::temp_directory_path(ec) / ("hotreload-" + std::to_string(::geteuid()));
+    bool default_root = root.empty();
+    if (default_root) root = fs::temp_directory_path(ec) / ("hotreload-" + std::to_string(::geteuid()));
     fs::create_directories(root, ec);
     if (ec) return fail(err, "cannot create shadow directory " + root.string() + ": " + ec.message() +
                                  "; set options.shadow_dir to a writable directory");
-    ::chmod(root.c_str(), 0700);
+    if (default_root) ::chmod(root.c_str(), 0700);
     remove_stale(root);
     std::random_device rd;
-    auto dir = root / (std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    auto dir = root / (std::string(prefix) + std::to_string(::getpid()) + "-" + std::to_string(rd()));
     if (!fs::create_directory(dir, ec) || ec)
       return fail(err, "cannot create " + dir.string() + ": " + (ec ? ec.message() : "exists"));
     ::chmod(dir.c_str(), 0700);
-    int fd = ::open((dir / "lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+    int fd = ::open((dir / lock_name).c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0 || ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       if (fd >= 0) ::close(fd);
       fs::remove_all(dir, ec);
@@ -78,14 +79,17 @@ private:
     namespace fs = std::filesystem;
     std::error_code ec;
     for (auto& e : fs::directory_iterator(root, ec)) {
-      if (!e.is_directory(ec)) continue;
-      int fd = ::open((e.path() / "lock").c_str(), O_RDWR | O_CLOEXEC);
+      if (!e.path().filename().string().starts_with(prefix) || !e.is_directory(ec)) continue;
+      int fd = ::open((e.path() / lock_name).c_str(), O_RDWR | O_CLOEXEC);
       if (fd < 0) continue; // being created right now, or not ours
       bool stale = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
       if (stale) fs::remove_all(e.path(), ec);
       ::close(fd);
     }
   }
+
+  static constexpr const char* prefix = "hotreload-";
+  static constexpr const char* lock_name = ".lock";
 
   std::filesystem::path path_;
   int lock_fd_;
