@@ -144,6 +144,25 @@ std::size_t files_under(const fs::path& dir, const std::string& suffix) {
   return n;
 }
 
+// One plugin directory with counter v1 installed, an io_context, a reloader on it and a
+// recorder of its events; `tweak` adjusts the options first.
+struct harness {
+  sandbox box;
+  asio::io_context io;
+  reloader r;
+  recorder rec;
+
+  explicit harness(const std::function<void(hr::options&)>& tweak = {})
+      : r(io.get_executor(), tweaked(box.opts(), tweak)) {
+    box.install("counter_v1");
+    rec.attach(r);
+  }
+  static hr::options tweaked(hr::options o, const std::function<void(hr::options&)>& tweak) {
+    if (tweak) tweak(o);
+    return o;
+  }
+};
+
 awaitable<int> call_increment(reloader& r) {
   auto p = co_await r.async_get("counter", use_awaitable);
   co_return p->increment();
@@ -152,10 +171,8 @@ awaitable<int> call_increment(reloader& r) {
 } // namespace
 
 TEST_CASE("load, call, reload to v2: new code, state carried, hooks in order") {
-  sandbox box;
-  box.install("counter_v1");
-  asio::io_context io;
-  reloader r(io.get_executor(), box.opts());
+  harness h;
+  auto& [box, io, r, rec] = h;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     CHECK(box.journal->take() == std::vector<std::string>{"1.0.0:ctor", "1.0.0:setup"});
@@ -190,12 +207,8 @@ TEST_CASE("load, call, reload to v2: new code, state carried, hooks in order") {
 }
 
 TEST_CASE("every reload step is reported, in transaction order") {
-  sandbox box;
-  box.install("counter_v1");
-  asio::io_context io;
-  reloader r(io.get_executor(), box.opts());
-  recorder rec;
-  rec.attach(r);
+  harness h;
+  auto& [box, io, r, rec] = h;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     box.install("counter_v2");
@@ -303,12 +316,10 @@ TEST_CASE("a failed reload leaves the old version serving with its state") {
 }
 
 TEST_CASE("the throwing form raises hot_reload_error and state_preservation_error") {
-  sandbox box;
-  box.install("counter_v1");
-  asio::io_context io;
-  auto opts = box.opts();
-  opts.verbosity = hr::log_level::off;
-  reloader r(io.get_executor(), opts);
+  harness h([](hr::options& o) {
+    o.verbosity = hr::log_level::off;
+  });
+  auto& [box, io, r, rec] = h;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     try {
@@ -343,12 +354,8 @@ TEST_CASE("the throwing form raises hot_reload_error and state_preservation_erro
 }
 
 TEST_CASE("a held plugin_ptr delays the snapshot, and its changes are in the state") {
-  sandbox box;
-  box.install("counter_v1");
-  asio::io_context io;
-  reloader r(io.get_executor(), box.opts());
-  recorder rec;
-  rec.attach(r);
+  harness h;
+  auto& [box, io, r, rec] = h;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     auto held = co_await r.async_get("counter", use_awaitable);
@@ -380,13 +387,11 @@ TEST_CASE("a held plugin_ptr delays the snapshot, and its changes are in the sta
 }
 
 TEST_CASE("a plugin_ptr held past quiesce_timeout fails the reload, and the old version serves on") {
-  sandbox box;
-  box.install("counter_v1");
-  asio::io_context io;
-  auto opts = box.opts();
-  opts.quiesce_timeout = 100ms;
-  opts.verbosity = hr::log_level::off;
-  reloader r(io.get_executor(), opts);
+  harness h([](hr::options& o) {
+    o.quiesce_timeout = 100ms;
+    o.verbosity = hr::log_level::off;
+  });
+  auto& [box, io, r, rec] = h;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     auto held = co_await r.async_get("counter", use_awaitable);
@@ -410,12 +415,8 @@ TEST_CASE("a plugin_ptr held past quiesce_timeout fails the reload, and the old 
 }
 
 TEST_CASE("old libraries are unmapped and their shadow copies deleted; 100 reloads map at most two") {
-  sandbox box;
-  box.install("counter_v1");
-  asio::io_context io;
-  reloader r(io.get_executor(), box.opts());
-  recorder rec;
-  rec.attach(r);
+  harness h;
+  auto& [box, io, r, rec] = h;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     auto first = mapped_under(box.shadow);
@@ -533,10 +534,8 @@ TEST_CASE("two threads: calls never fail while the plugin is reloaded 200 times"
 }
 
 TEST_CASE("enable and disable: the flag survives reloads") {
-  sandbox box;
-  box.install("counter_v1");
-  asio::io_context io;
-  reloader r(io.get_executor(), box.opts());
+  harness h;
+  auto& [box, io, r, rec] = h;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     CHECK(!r.disable("counter"));
