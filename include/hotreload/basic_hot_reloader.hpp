@@ -5,6 +5,7 @@
 #include <hotreload/config.hpp>
 #include <hotreload/detail/async.hpp>
 #include <hotreload/detail/async_mutex.hpp>
+#include <hotreload/detail/files.hpp>
 #include <hotreload/detail/keepalive_executor.hpp>
 #include <hotreload/detail/leak.hpp>
 #include <hotreload/detail/services.hpp>
@@ -19,6 +20,7 @@
 #include <hotreload/plugin_ptr.hpp>
 #include <hotreload/state/json_state.hpp>
 #include <hotreload/state/state_store.hpp>
+#include <hotreload/watcher/default_watcher.hpp>
 #include <hotreload/watcher/manual_watcher.hpp>
 #include <hotreload/watcher/watcher.hpp>
 
@@ -32,12 +34,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <fnmatch.h>
 
 namespace hotreload {
 
@@ -61,7 +66,7 @@ struct plugin_info {
 /// - State (`state_store` concept): where state snapshots live between versions.
 /// All its work runs on a strand of `Executor`; every member function is thread-safe.
 /// Destroy it before its execution context, like any Asio I/O object.
-template <class Interface, class Watcher = manual_watcher, class Loader = dll_loader, class State = json_state,
+template <class Interface, class Watcher = default_watcher, class Loader = dll_loader, class State = json_state,
           class Executor = asio::any_io_executor>
 class basic_hot_reloader {
   static_assert(std::derived_from<Interface, plugin>,
@@ -280,7 +285,8 @@ private:
     detail::async_mutex lock;
     std::vector<detail::completion<pointer>> waiters;
     bool removed = false;
-    // Guarded by mu_.
+    std::optional<detail::file_stamp> tried; // the library file as last loaded (or tried)
+    // Guarded by mu_ (source: written under it).
     std::shared_ptr<lease_block> lease;
     bool enabled = true;
     bool quiescing = true;
@@ -671,29 +677,84 @@ private:
 
   // ---- operations (all on the strand) -----------------------------------------------
 
-  awaitable<error_info> start_op() {
-    if (started_) co_return fail({}, errc::already_started, "async_start called twice; call async_stop first");
-    std::vector<std::filesystem::path> files;
-    for (auto& dir : opts_.plugin_dirs) {
-      std::error_code ec;
-      if (!std::filesystem::is_directory(dir, ec))
-        co_return fail({}, errc::bad_plugin_dir,
-                       "plugin directory " + dir.string() + " does not exist or is not a directory; create it or "
-                       "fix options.plugin_dirs");
-      auto it = std::filesystem::recursive_directory_iterator(dir, ec);
-      if (ec)
-        co_return fail({}, errc::bad_plugin_dir,
-                       "plugin directory " + dir.string() + " cannot be read (" + ec.message() + "); fix its permissions");
-      for (; it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-        auto fname = it->path().filename().string();
-        if (!fname.empty() && fname[0] == '.') {
-          if (it->is_directory(ec)) it.disable_recursion_pending();
-          continue;
+  // The plugin directories: options.plugin_dirs, then the environment variable's entries.
+  std::vector<std::filesystem::path> plugin_dirs() const {
+    std::vector<std::filesystem::path> dirs = opts_.plugin_dirs;
+    if (!opts_.paths_env.empty())
+      if (const char* env = std::getenv(opts_.paths_env.c_str())) {
+#if defined(_WIN32)
+        constexpr char sep = ';';
+#else
+        constexpr char sep = ':';
+#endif
+        std::string_view rest = env;
+        while (!rest.empty()) {
+          auto part = rest.substr(0, rest.find(sep));
+          rest.remove_prefix(std::min(rest.size(), part.size() + 1));
+          if (!part.empty()) dirs.emplace_back(part);
         }
-        if (it->is_regular_file(ec) && fname.ends_with(opts_.library_suffix)) files.push_back(it->path());
+      }
+    for (auto& d : dirs) d = std::filesystem::absolute(d).lexically_normal();
+    std::sort(dirs.begin(), dirs.end());
+    dirs.erase(std::unique(dirs.begin(), dirs.end()), dirs.end());
+    return dirs;
+  }
+
+  // The ReloadTrigger: why a changed file is not a plugin library to act on, or nothing.
+  std::optional<std::string> ignored_because(const std::filesystem::path& file) const {
+    auto name = file.filename().string();
+    if (!name.ends_with(opts_.library_suffix)) return "not a " + opts_.library_suffix + " file";
+    if (name.ends_with(".swp") || name.ends_with("~") || name.starts_with(".#")) return "an editor temporary";
+    const std::filesystem::path* root = nullptr;
+    for (auto& d : dirs_) {
+      auto rel = file.lexically_relative(d);
+      if (!rel.empty() && *rel.begin() != "..") {
+        root = &d;
+        for (auto& part : rel)
+          if (part.string().starts_with(".")) return "hidden";
+        break;
       }
     }
+    if (!root) return "outside the plugin directories";
+    if (!opts_.shadow_dir.empty()) {
+      auto rel = file.lexically_relative(std::filesystem::absolute(opts_.shadow_dir).lexically_normal());
+      if (!rel.empty() && *rel.begin() != "..") return "in the shadow-copy directory";
+    }
+    auto matches = [&](const std::vector<std::string>& globs) {
+      return std::any_of(globs.begin(), globs.end(),
+                         [&](const std::string& g) { return ::fnmatch(g.c_str(), name.c_str(), 0) == 0; });
+    };
+    if (!opts_.include.empty() && !matches(opts_.include)) return "not matched by options.include";
+    if (matches(opts_.exclude)) return "matched by options.exclude";
+    return std::nullopt;
+  }
+
+  // Every plugin library under the plugin directories, or the first unusable directory.
+  error_info find_libraries(std::vector<std::filesystem::path>& files) const {
+    for (auto& dir : dirs_) {
+      std::error_code ec;
+      auto why = !std::filesystem::is_directory(dir, ec) ? std::string("does not exist or is not a directory")
+                 : detail::for_each_file(dir, [&](const std::filesystem::path& f) {
+                     if (!ignored_because(f)) files.push_back(f);
+                   })
+                     ? std::string("cannot be read")
+                     : std::string();
+      if (why.empty()) continue;
+      auto err = fail({}, errc::bad_plugin_dir,
+                      "plugin directory " + dir.string() + " " + why +
+                          "; create it, fix its permissions, or fix options.plugin_dirs / $" + opts_.paths_env);
+      if (!opts_.allow_missing_dirs) return err;
+      log(log_level::warning, {}, err.message);
+    }
     std::sort(files.begin(), files.end());
+    return {};
+  }
+
+  awaitable<error_info> start_op() {
+    if (started_) co_return fail({}, errc::already_started, "async_start called twice; call async_stop first");
+    dirs_ = plugin_dirs();
+    std::vector<std::filesystem::path> files;
+    if (auto err = find_libraries(files)) co_return err;
     started_ = true;
     stopping_ = false;
     error_info first;
@@ -701,42 +762,129 @@ private:
       auto [err, name] = co_await load_file_op(f);
       if (err && !first) first = err;
     }
-    if (auto err = watcher_.start(opts_.plugin_dirs, [this](std::vector<file_change> changes) {
-          asio::co_spawn(strand_, on_changes(std::move(changes)), asio::detached);
-        });
-        err && !first)
-      first = err;
+    std::vector<std::filesystem::path> watched;
+    for (auto& d : dirs_)
+      if (std::error_code ec; std::filesystem::is_directory(d, ec)) watched.push_back(d);
+    if (auto err = watcher_.start(watched, [this, gen = generation_](std::vector<file_change> changes) {
+          asio::post(strand_, [this, gen, changes = std::move(changes)]() mutable {
+            if (gen == generation_) on_changes(std::move(changes));
+          });
+        }))
+      co_return err;
+    // What changed between the first scan and the watch is caught by a rescan.
+    co_await rescan();
     co_return first;
   }
 
-  // What a watcher reports: a new library loads, a changed one reloads.
-  awaitable<void> on_changes(std::vector<file_change> changes) {
+  // What a watcher reports, filtered, then coalesced for options.debounce.
+  void on_changes(std::vector<file_change> changes) {
+    if (!started_ || stopping_) return;
     for (auto& c : changes) {
-      if (!started_ || stopping_) co_return;
-      if (c.kind == change_kind::removed) {
-        log(log_level::warning, {}, "Plugin library removed: " + c.path.string() + " (the loaded version keeps serving)");
+      if (c.kind == change_kind::overflow) {
+        log(log_level::warning, {}, "File events were lost under " + c.path.string() + "; rescanning every plugin directory");
+        rescan_pending_ = true;
         continue;
       }
-      if (!c.path.string().ends_with(opts_.library_suffix)) continue;
-      log(log_level::info, {}, std::string("File change detected: ") +
-                                   (c.kind == change_kind::created ? "created " : "modified ") + c.path.string());
-      co_await load_file_op(c.path);
+      if (c.kind == change_kind::removed &&
+          std::find(dirs_.begin(), dirs_.end(), c.path) != dirs_.end()) {
+        log(log_level::warning, {}, "Plugin directory removed: " + c.path.string() + "; its plugins keep serving");
+        continue;
+      }
+      auto why = ignored_because(c.path);
+      if (debug_on())
+        log(log_level::debug, {}, "Should reload " + c.path.string() + ": " + (why ? "no, " + *why : std::string("yes")));
+      if (why) continue;
+      const char* what = c.kind == change_kind::removed ? "removed " : c.kind == change_kind::created ? "created " : "modified ";
+      log(log_level::info, {}, "File change detected: " + std::string(what) + c.path.string());
+      pending_[c.path] = c.kind;
     }
+    if (pending_.empty() && !rescan_pending_) return;
+    auto now = clock::now();
+    if (!debounce_started_) debounce_started_ = now;
+    // Each change restarts the window, up to ten windows after the first change.
+    debounce_until_ = std::min(now + opts_.debounce, *debounce_started_ + 10 * opts_.debounce);
+    if (!flush_scheduled_) {
+      flush_scheduled_ = true;
+      asio::co_spawn(strand_, debounce(generation_), asio::detached);
+    }
+  }
+
+  awaitable<void> debounce(std::uint64_t gen) {
+    while (gen == generation_ && clock::now() < debounce_until_) {
+      debounce_timer_ = std::make_shared<asio::steady_timer>(strand_, debounce_until_);
+      auto timer = debounce_timer_;
+      co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    if (gen != generation_) co_return;
+    flush_scheduled_ = false;
+    debounce_started_.reset();
+    auto changes = std::exchange(pending_, {});
+    if (std::exchange(rescan_pending_, false)) co_return co_await rescan();
+    for (auto& [path, kind] : changes) {
+      if (gen != generation_) co_return;
+      if (kind == change_kind::removed && !detail::stamp_of(path)) co_await removed(path);
+      else co_await load_or_reload(path);
+    }
+  }
+
+  // A library file that may be new or changed: load it, or reload the plugin it holds,
+  // unless it is exactly what was last loaded (or tried) from there.
+  awaitable<void> load_or_reload(std::filesystem::path file) {
+    auto e = find_by_source(file);
+    if (e && e->tried && detail::stamp_of(file) == e->tried) co_return;
+    if (debug_on()) log(log_level::debug, {}, "Affected plugins: [" + (e ? e->name : file.stem().string()) + "]");
+    co_await load_file_op(file);
+  }
+
+  // Every plugin directory again: new libraries load, changed ones reload, vanished ones
+  // are handled as removed. For lost events and for the start-up window.
+  awaitable<void> rescan() {
+    std::vector<std::filesystem::path> files;
+    if (auto err = find_libraries(files)) log(log_level::warning, {}, err.message);
+    for (auto& f : files) co_await load_or_reload(f);
+    std::vector<std::filesystem::path> gone;
+    {
+      std::lock_guard lk(mu_);
+      for (auto& [name, e] : entries_)
+        if (!detail::stamp_of(e->source)) gone.push_back(e->source);
+    }
+    for (auto& f : gone) co_await removed(f);
+  }
+
+  awaitable<void> removed(std::filesystem::path file) {
+    auto e = find_by_source(file);
+    if (!e) co_return;
+    emit(event_kind::file_removed, e->name, e->ver, nullptr);
+    if (opts_.on_remove == remove_action::keep) {
+      log(log_level::warning, e->name,
+          "Plugin library removed: " + file.string() + "; plugin '" + e->name + "' keeps serving its loaded version");
+      co_return;
+    }
+    co_await e->lock.lock(strand_);
+    detail::unlock_on_exit unlock{e->lock};
+    if (e->removed || detail::stamp_of(e->source)) co_return; // stopped meanwhile, or back already
+    log(log_level::info, e->name, "Plugin library removed: " + file.string() + "; unloading plugin '" + e->name + "'");
+    co_await stop_locked(*e);
+    std::lock_guard lk(mu_);
+    entries_.erase(e->name);
+  }
+
+  entry_ptr find_by_source(const std::filesystem::path& file) const {
+    std::lock_guard lk(mu_);
+    for (auto& [name, e] : entries_)
+      if (e->source == file) return e;
+    return nullptr;
   }
 
   awaitable<std::pair<error_info, std::string>> load_file_op(std::filesystem::path file) {
     if (!started_ || stopping_)
       co_return std::pair{fail({}, errc::not_started, "the reloader is not started; call async_start first"), std::string()};
-    entry_ptr existing;
-    {
-      std::lock_guard lk(mu_);
-      for (auto& [name, e] : entries_)
-        if (e->source == file) existing = e;
-    }
-    if (existing) co_return std::pair{co_await reload_op(existing->name), existing->name};
+    file = std::filesystem::absolute(file).lexically_normal();
+    if (auto existing = find_by_source(file)) co_return std::pair{co_await reload_op(existing->name), existing->name};
 
     auto t0 = clock::now();
     error_info err;
+    auto tried = detail::stamp_of(file);
     auto v = load_version(file, err);
     if (!v) {
       err.plugin = file.stem().string();
@@ -750,10 +898,15 @@ private:
     e->source = file;
     e->info.name = name;
     e->info.path = file;
+    entry_ptr renamed;
     {
       std::lock_guard lk(mu_);
       auto [it, inserted] = entries_.try_emplace(name, e);
-      if (!inserted) {
+      if (!inserted && !detail::stamp_of(it->second->source)) {
+        renamed = it->second; // its old file is gone: the same plugin under a new file name
+        renamed->source = file;
+        renamed->info.path = file;
+      } else if (!inserted) {
         err = fail(name, errc::duplicate_plugin,
                    "two libraries declare plugin '" + name + "': " + it->second->source.string() + " and " +
                        file.string() + "; the second was not loaded; give one of them another \"name\"");
@@ -764,6 +917,11 @@ private:
       emit(event_kind::load_failed, name, nullptr, v, clock::now() - t0, err);
       co_return std::pair{err, name};
     }
+    if (renamed) {
+      v.reset();
+      co_return std::pair{co_await reload_op(name), name};
+    }
+    e->tried = tried;
     co_await e->lock.lock(strand_);
     detail::unlock_on_exit unlock{e->lock};
     err = co_await start_locked(*e, v, t0);
@@ -823,6 +981,7 @@ private:
 
     // 1. The new version, validated while the old one serves untouched.
     error_info err;
+    e.tried = detail::stamp_of(e.source);
     auto nv = load_version(e.source, err);
     if (!nv) co_return failed(err, nullptr);
     if (nv->meta.name != e.name)
@@ -911,6 +1070,11 @@ private:
     if (stopping_) co_return fail({}, errc::stopping, "async_stop is already in progress");
     stopping_ = true;
     watcher_.stop();
+    ++generation_; // pending debounced changes are dropped
+    pending_.clear();
+    rescan_pending_ = flush_scheduled_ = false;
+    debounce_started_.reset();
+    if (debounce_timer_) debounce_timer_->cancel();
     std::vector<entry_ptr> all;
     {
       std::lock_guard lk(mu_);
@@ -1004,8 +1168,17 @@ private:
   [[no_unique_address]] State state_;
   mutable std::mutex mu_;
   std::map<std::string, entry_ptr, std::less<>> entries_;
-  bool started_ = false;  // strand only
-  bool stopping_ = false; // strand only
+  // Strand only.
+  bool started_ = false;
+  bool stopping_ = false;
+  std::vector<std::filesystem::path> dirs_;               // plugin directories of this start
+  std::uint64_t generation_ = 0;                          // bumped by stop: old changes are dropped
+  std::map<std::filesystem::path, change_kind> pending_;  // changes in the debounce window
+  bool rescan_pending_ = false;
+  bool flush_scheduled_ = false;
+  std::optional<clock::time_point> debounce_started_;
+  clock::time_point debounce_until_{};
+  std::shared_ptr<asio::steady_timer> debounce_timer_;
 };
 
 } // namespace hotreload

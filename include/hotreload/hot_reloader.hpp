@@ -5,7 +5,8 @@
 
 namespace hotreload {
 
-/// basic_hot_reloader with the default policies: manual_watcher, dll_loader, json_state.
+/// basic_hot_reloader with the default policies: default_watcher (inotify on Linux),
+/// dll_loader, json_state.
 template <class Interface>
 using hot_reloader = basic_hot_reloader<Interface>;
 

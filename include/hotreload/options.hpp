@@ -24,6 +24,12 @@ struct hook_timeouts {
   std::chrono::milliseconds set_state{5'000};
 };
 
+/// What happens when a loaded plugin's library file is deleted.
+enum class remove_action {
+  keep,   ///< log a warning; the loaded version keeps serving
+  unload, ///< tear the plugin down and unload it, as async_stop does for one plugin
+};
+
 /// Configuration of a basic_hot_reloader: a plain aggregate, meant for designated
 /// initialisers, e.g. `hr::options{.plugin_dirs = {"plugins"}, .debounce = 100ms}`.
 struct options {
@@ -31,6 +37,21 @@ struct options {
   std::vector<std::filesystem::path> plugin_dirs{};
   /// File changes within this window coalesce into one reload per plugin (file watchers).
   std::chrono::milliseconds debounce{100};
+  /// Also watch the directories listed in this environment variable (`:`-separated on
+  /// POSIX, `;` on Windows). Empty: no variable is read.
+  std::string paths_env = "HOTRELOAD_PLUGIN_PATHS";
+  /// A missing or unreadable plugin directory fails async_start (errc::bad_plugin_dir);
+  /// with this set, it is only logged as a warning and skipped.
+  bool allow_missing_dirs = false;
+  /// Only files whose name matches one of these globs trigger anything (empty: all
+  /// libraries); then none whose name matches one of `exclude`.
+  std::vector<std::string> include{};
+  std::vector<std::string> exclude{};
+  /// What a deleted library does to its running plugin. A rebuild often deletes the file
+  /// before writing the new one, so by default the loaded version keeps serving.
+  remove_action on_remove = remove_action::keep;
+  /// Scan interval of polling_watcher.
+  std::chrono::milliseconds poll_interval{100};
   /// Where shadow copies are loaded from. Empty: `<temp dir>/hotreload-<uid>`. Each
   /// reloader uses a private subdirectory (0700) and removes those of dead processes.
   std::filesystem::path shadow_dir{};

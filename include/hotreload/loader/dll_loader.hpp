@@ -8,6 +8,7 @@
 
 #include <boost/dll/shared_library.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include <system_error>
 
 #include <dlfcn.h>
+#include <elf.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -96,7 +98,30 @@ private:
   std::atomic<unsigned long> sequence_{0};
 };
 
-/// Copies `from` to a new file `to` (mode 0500, O_EXCL). Returns an errno-style message or "".
+/// Why the ELF file `fd` is incomplete (a write in progress, a truncated copy), or "" when
+/// it is whole or not ELF at all (dlopen then says what it is). The section header table
+/// and every segment must lie inside the file; a linker writes the former last.
+inline std::string elf_truncation(int fd) {
+  Elf64_Ehdr h{};
+  struct ::stat st{};
+  if (::fstat(fd, &st) != 0 || ::pread(fd, &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h)) return {};
+  if (std::memcmp(h.e_ident, ELFMAG, SELFMAG) != 0 || h.e_ident[EI_CLASS] != ELFCLASS64) return {};
+  auto size = static_cast<std::uint64_t>(st.st_size);
+  auto need = h.e_shoff + std::uint64_t(h.e_shnum) * h.e_shentsize;
+  for (unsigned i = 0; i < h.e_phnum && need <= size; ++i) {
+    Elf64_Phdr ph{};
+    auto at = static_cast<off_t>(h.e_phoff + std::uint64_t(i) * h.e_phentsize);
+    if (::pread(fd, &ph, sizeof ph, at) != static_cast<ssize_t>(sizeof ph))
+      return "it is truncated (its program headers are cut off; still being written?)";
+    need = std::max<std::uint64_t>(need, ph.p_offset + ph.p_filesz);
+  }
+  if (need <= size) return {};
+  return "it is truncated (" + std::to_string(size) + " of at least " + std::to_string(need) +
+         " bytes; still being written?)";
+}
+
+/// Copies `from` to a new file `to` (mode 0500, O_EXCL). Returns why it failed, or "".
+/// An incomplete ELF file fails with a message starting "it is truncated".
 inline std::string copy_file_private(const std::filesystem::path& from, const std::filesystem::path& to) {
   int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
   if (in < 0) return std::string("cannot open: ") + std::strerror(errno);
@@ -105,7 +130,7 @@ inline std::string copy_file_private(const std::filesystem::path& from, const st
     ::close(in);
     return "not a regular file";
   }
-  int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0500);
+  int out = ::open(to.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0500);
   if (out < 0) {
     int e = errno;
     ::close(in);
@@ -121,6 +146,8 @@ inline std::string copy_file_private(const std::filesystem::path& from, const st
       break;
     }
   }
+  // Checked on the copy: the bytes that will be mapped, whatever the writer does meanwhile.
+  if (error.empty()) error = elf_truncation(out);
   ::close(in);
   ::close(out);
   if (!error.empty()) ::unlink(to.c_str());
@@ -147,7 +174,8 @@ public:
 
     auto image = dir_->next_name(source);
     if (auto why = detail::copy_file_private(source, image); !why.empty())
-      return fail(err, errc::shadow_copy_failed, source.string() + ": " + why);
+      return fail(err, why.starts_with("it is truncated") ? errc::load_failed : errc::shadow_copy_failed,
+                  source.string() + " cannot be loaded: " + why);
 
     struct mapping {
       boost::dll::shared_library library;

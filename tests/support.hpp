@@ -1,0 +1,193 @@
+// What the test translation units share: real plugin files in a private directory, an
+// event recorder to wait on the library's own events, and a runner for coroutine tests.
+#ifndef HOTRELOAD_TESTS_SUPPORT_HPP
+#define HOTRELOAD_TESTS_SUPPORT_HPP
+
+#include <hotreload.hpp>
+
+#include <doctest/doctest.h>
+
+#include "plugins/counter_iface.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <fstream>
+#include <set>
+#include <thread>
+
+namespace hr = hotreload;
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using hr::awaitable;
+using asio::use_awaitable;
+
+namespace test {
+
+
+
+// A private plugin directory and shadow directory, removed afterwards.
+struct sandbox {
+  fs::path root, plugins, shadow;
+  std::shared_ptr<test::journal> journal = std::make_shared<test::journal>();
+
+  sandbox() {
+    static std::atomic<int> n{0};
+    root = fs::temp_directory_path() / ("hotreload-test-" + std::to_string(::getpid()) + "-" + std::to_string(++n));
+    plugins = root / "plugins";
+    shadow = root / "shadow";
+    fs::create_directories(plugins);
+  }
+  ~sandbox() {
+    std::error_code ec;
+    fs::remove_all(root, ec);
+  }
+  static fs::path built(const std::string& variant) { return fs::path(TEST_PLUGIN_DIR) / (variant + ".so"); }
+  // Puts a built plugin in place by rename, the way a build should replace a library.
+  void install(const std::string& variant, const std::string& file = "counter.so") const {
+    auto target = plugins / file;
+    auto tmp = target.parent_path() / ("." + target.filename().string() + ".tmp");
+    fs::copy_file(built(variant), tmp, fs::copy_options::overwrite_existing);
+    fs::rename(tmp, target);
+  }
+  void write(const std::string& bytes, const std::string& file = "counter.so") const {
+    auto target = plugins / file;
+    auto tmp = target.parent_path() / ("." + target.filename().string() + ".tmp");
+    std::ofstream(tmp, std::ios::binary) << bytes;
+    fs::rename(tmp, target);
+  }
+  hr::options opts() const {
+    return hr::options{.plugin_dirs = {plugins},
+                       .debounce = 100ms,
+                       .paths_env = {}, // the environment of the test run must not add directories
+                       .poll_interval = 20ms,
+                       .shadow_dir = shadow,
+                       .verbosity = hr::log_level::warning,
+                       .shared = hr::shared_context(journal)};
+  }
+};
+
+// Records events and lets a coroutine wait for one (the library's own events, no sleeps).
+struct recorder {
+  std::mutex mu;
+  std::vector<hr::reload_event> events;
+  std::vector<std::function<void()>> wakers;
+  std::size_t cursor = 0;
+
+  template <class Reloader>
+  void attach(Reloader& r) {
+    r.subscribe([this](const hr::reload_event& e) {
+      std::vector<std::function<void()>> w;
+      {
+        std::lock_guard lk(mu);
+        events.push_back(e);
+        w.swap(wakers);
+      }
+      for (auto& f : w) f();
+    });
+  }
+  // The next event (after the last one returned) that satisfies `pred`.
+  template <class Pred>
+  awaitable<hr::reload_event> next(Pred pred) {
+    for (;;) {
+      auto t = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, 60s);
+      {
+        std::lock_guard lk(mu);
+        while (cursor < events.size())
+          if (pred(events[cursor++])) co_return events[cursor - 1];
+        wakers.push_back([t] { asio::post(t->get_executor(), [t] { t->cancel(); }); });
+      }
+      auto [ec] = co_await t->async_wait(asio::as_tuple(use_awaitable));
+      if (!ec) throw std::runtime_error("timed out waiting for an event");
+    }
+  }
+  awaitable<hr::reload_event> next(hr::event_kind k) {
+    return next([k](const hr::reload_event& e) { return e.kind == k; });
+  }
+  std::size_t count(hr::event_kind k) {
+    std::lock_guard lk(mu);
+    return std::count_if(events.begin(), events.end(), [k](auto& e) { return e.kind == k; });
+  }
+};
+
+// Runs a test body on `io` with `threads` threads; the body's end stops the io_context.
+template <class F>
+void run(asio::io_context& io, F body, int threads = 1) {
+  std::exception_ptr failure;
+  std::atomic<bool> finished{false};
+  asio::co_spawn(io, body(), [&](std::exception_ptr e) {
+    failure = e;
+    finished = true;
+    io.stop();
+  });
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back([&] { io.run(); });
+  io.run();
+  for (auto& t : pool) t.join();
+  REQUIRE(finished);
+  if (failure) std::rethrow_exception(failure);
+}
+
+// The plugin images of `dir` mapped in this process right now.
+inline std::set<std::string> mapped_under(const fs::path& dir) {
+  std::ifstream maps("/proc/self/maps");
+  std::set<std::string> out;
+  std::string line;
+  while (std::getline(maps, line)) {
+    auto pos = line.find(dir.string());
+    if (pos != std::string::npos) out.insert(line.substr(pos));
+  }
+  return out;
+}
+
+inline std::size_t files_under(const fs::path& dir, const std::string& suffix) {
+  std::size_t n = 0;
+  for (auto& e : fs::recursive_directory_iterator(dir))
+    if (e.path().string().ends_with(suffix)) ++n;
+  return n;
+}
+
+// One plugin directory with counter v1 installed, an io_context, a reloader on it and a
+// recorder of its events; `tweak` adjusts the options first.
+template <class Watcher = hr::manual_watcher>
+struct basic_harness {
+  using reloader = hr::basic_hot_reloader<test::counter_iface, Watcher>;
+  sandbox box;
+  asio::io_context io;
+  reloader r;
+  recorder rec;
+
+  explicit basic_harness(const std::function<void(hr::options&)>& tweak = {})
+      : r(io.get_executor(), tweaked(box.opts(), tweak)) {
+    box.install("counter_v1");
+    rec.attach(r);
+  }
+  static hr::options tweaked(hr::options o, const std::function<void(hr::options&)>& tweak) {
+    if (tweak) tweak(o);
+    return o;
+  }
+};
+
+// Reloads only when asked, so that each test controls every reload.
+using reloader = hr::basic_hot_reloader<test::counter_iface, hr::manual_watcher>;
+using harness = basic_harness<>;
+
+template <class Reloader>
+awaitable<int> call_increment(Reloader& r) {
+  auto p = co_await r.async_get("counter", use_awaitable);
+  co_return p->increment();
+}
+
+
+// Lets time pass; only for tests that are about time (debounce, "nothing more happens").
+inline awaitable<void> sleep_for(std::chrono::milliseconds d) {
+  asio::steady_timer t(co_await asio::this_coro::executor, d);
+  co_await t.async_wait(asio::as_tuple(use_awaitable));
+}
+
+} // namespace test
+
+#endif
