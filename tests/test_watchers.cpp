@@ -230,7 +230,7 @@ TEST_CASE_TEMPLATE("lost events: an injected overflow rescans and reports it", W
     {
       std::lock_guard lk(mu);
       CHECK(std::any_of(lines.begin(), lines.end(),
-                        [](auto& l) { return l.find("File events were lost") != std::string::npos; }));
+                        [](auto& l) { return l.find("Rescanning every plugin directory") != std::string::npos; }));
     }
     CHECK(rec.count(hr::event_kind::reload_started) == 0); // nothing changed, nothing reloads
     co_await r.async_stop(use_awaitable);
@@ -258,7 +258,7 @@ TEST_CASE("lost events: a rescan reloads what changed, loads what is new, and no
     co_await call_increment(r);
     box.install("counter_v2");               // unseen by the watcher
     box.install("greeter_named", "other.so"); // likewise
-    r.watcher().handler({{hr::change_kind::overflow, box.plugins}});
+    r.watcher().handler({{hr::change_kind::rescan, box.plugins}});
     co_await rec.next(hr::event_kind::reloaded);
     co_await rec.next([](auto& e) { return e.kind == hr::event_kind::loaded && e.plugin == "other"; });
     CHECK(rec.count(hr::event_kind::reload_started) == 1);

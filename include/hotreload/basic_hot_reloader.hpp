@@ -100,9 +100,13 @@ public:
 
   /// Builds each policy from (executor, options), (executor), (options) or nothing,
   /// whichever it accepts.
+  /// Policies are built in place, so they need not be movable.
   explicit basic_hot_reloader(Executor ex, options opts = {})
-      : basic_hot_reloader(ex, opts, make_policy<Watcher>(ex, opts), make_policy<Loader>(ex, opts),
-                           make_policy<State>(ex, opts)) {}
+      : ex_(ex), strand_(asio::make_strand(ex)), opts_(std::move(opts)),
+        hub_(std::make_shared<hub>(strand_, logger(opts_.verbosity, opts_.sink))),
+        watcher_(ex_, opts_), loader_(ex_, opts_), state_(ex_, opts_) {
+    detail::preload_services(ex_);
+  }
 
   /// Takes ready-made policy objects.
   basic_hot_reloader(Executor ex, options opts, Watcher w, Loader l, State s)
@@ -117,16 +121,16 @@ public:
 
   /// Without async_stop, instances are destroyed without teardown_async.
   ~basic_hot_reloader() {
-    watcher_.stop();
+    watcher_.value.stop();
     std::lock_guard lk(mu_);
     for (auto& [name, e] : entries_) e->lease.reset();
   }
 
   executor_type get_executor() const noexcept { return ex_; }
   const options& get_options() const noexcept { return opts_; }
-  Watcher& watcher() noexcept { return watcher_; }
-  Loader& loader() noexcept { return loader_; }
-  State& state() noexcept { return state_; }
+  Watcher& watcher() noexcept { return watcher_.value; }
+  Loader& loader() noexcept { return loader_.value; }
+  State& state() noexcept { return state_.value; }
 
   /// Loads every plugin library found in options.plugin_dirs, then starts the watcher.
   /// Completes with the first failure, if any; the plugins that loaded serve regardless.
@@ -296,13 +300,20 @@ private:
 
   enum class hook { setup, teardown, on_reload, get_state, set_state };
 
+  // Holds a policy built in place from whatever it accepts, so that a policy need not be
+  // movable (a [[no_unique_address]] member cannot be initialised by elision).
   template <class P>
-  static P make_policy(const Executor& ex, const options& o) {
-    if constexpr (std::constructible_from<P, Executor, const options&>) return P(ex, o);
-    else if constexpr (std::constructible_from<P, Executor>) return P(ex);
-    else if constexpr (std::constructible_from<P, const options&>) return P(o);
-    else return P();
-  }
+  struct policy {
+    policy(const Executor& ex, const options& o) : value(make(ex, o)) {}
+    explicit policy(P&& p) : value(std::move(p)) {}
+    static P make(const Executor& ex, const options& o) {
+      if constexpr (std::constructible_from<P, Executor, const options&>) return P(ex, o);
+      else if constexpr (std::constructible_from<P, Executor>) return P(ex);
+      else if constexpr (std::constructible_from<P, const options&>) return P(o);
+      else return P();
+    }
+    P value;
+  };
 
   // Runs `op` (returning awaitable<std::pair<error_info, T...>> or awaitable<error_info>)
   // on the strand and completes the caller's token with its result.
@@ -377,7 +388,7 @@ private:
 
   // Step 1: a fresh mapping of `file`, its ABI tag checked and its metadata parsed.
   version_ptr load_version(const std::filesystem::path& file, error_info& err) {
-    auto lib = loader_.load(file, err);
+    auto lib = loader_.value.load(file, err);
     if (err) return nullptr;
     static const abi_tag ours = make_abi_tag<Interface>();
     if (auto why = abi_mismatch(ours, *lib.tag); !why.empty()) {
@@ -765,7 +776,7 @@ private:
     std::vector<std::filesystem::path> watched;
     for (auto& d : dirs_)
       if (std::error_code ec; std::filesystem::is_directory(d, ec)) watched.push_back(d);
-    if (auto err = watcher_.start(watched, [this, gen = generation_](std::vector<file_change> changes) {
+    if (auto err = watcher_.value.start(watched, [this, gen = generation_](std::vector<file_change> changes) {
           asio::post(strand_, [this, gen, changes = std::move(changes)]() mutable {
             if (gen == generation_) on_changes(std::move(changes));
           });
@@ -780,8 +791,9 @@ private:
   void on_changes(std::vector<file_change> changes) {
     if (!started_ || stopping_) return;
     for (auto& c : changes) {
-      if (c.kind == change_kind::overflow) {
-        log(log_level::warning, {}, "File events were lost under " + c.path.string() + "; rescanning every plugin directory");
+      if (c.kind == change_kind::rescan) {
+        log(log_level::info, {}, "Rescanning every plugin directory (events were lost or a rescan was asked for, under " +
+                                        c.path.string() + ")");
         rescan_pending_ = true;
         continue;
       }
@@ -932,7 +944,7 @@ private:
   // the State policy has some, setup_async, publish.
   awaitable<error_info> start_locked(entry& e, version_ptr v, clock::time_point t0) {
     std::optional<boost::json::object> snapshot;
-    if constexpr (State::preserves_state) snapshot = state_.load(e.name);
+    if constexpr (State::preserves_state) snapshot = state_.value.load(e.name);
     if (snapshot)
       if (auto en = snapshot->if_contains("enabled"); en && en->is_bool()) {
         std::lock_guard lk(mu_);
@@ -1011,7 +1023,7 @@ private:
         co_return failed(err, nv);
       }
       snapshot["custom"] = std::move(*out);
-      if ((err = state_.save(e.name, snapshot))) {
+      if ((err = state_.value.save(e.name, snapshot))) {
         err.plugin = e.name;
         resume_old(e);
         co_return failed(err, nv);
@@ -1069,7 +1081,7 @@ private:
     if (!started_) co_return fail({}, errc::not_started, "async_stop called on a reloader that is not started");
     if (stopping_) co_return fail({}, errc::stopping, "async_stop is already in progress");
     stopping_ = true;
-    watcher_.stop();
+    watcher_.value.stop();
     ++generation_; // pending debounced changes are dropped
     pending_.clear();
     rescan_pending_ = flush_scheduled_ = false;
@@ -1122,7 +1134,7 @@ private:
       auto err = co_await run_hook(e.ver, hook::get_state, call_get_state(e.instance, out));
       if (!err) {
         snapshot["custom"] = std::move(*out);
-        err = state_.save(e.name, snapshot);
+        err = state_.value.save(e.name, snapshot);
       }
       if (err) log(log_level::warning, e.name, "State of plugin " + e.name + " not saved at stop: " + err.message);
     }
@@ -1163,9 +1175,9 @@ private:
   strand_type strand_;
   options opts_;
   std::shared_ptr<hub> hub_;
-  [[no_unique_address]] Watcher watcher_;
-  [[no_unique_address]] Loader loader_;
-  [[no_unique_address]] State state_;
+  [[no_unique_address]] policy<Watcher> watcher_;
+  [[no_unique_address]] policy<Loader> loader_;
+  [[no_unique_address]] policy<State> state_;
   mutable std::mutex mu_;
   std::map<std::string, entry_ptr, std::less<>> entries_;
   // Strand only.

@@ -28,7 +28,7 @@ namespace hotreload {
 /// directories recursively, follows directories created or moved in later (and reports the
 /// files already inside them), and reports a finished write (IN_CLOSE_WRITE) or a rename
 /// into place (IN_MOVED_TO), never a write in progress. A kernel queue overflow is reported
-/// as change_kind::overflow for every root, so the reloader rescans.
+/// as change_kind::rescan for every root, so the reloader rescans.
 class inotify_watcher {
 public:
   explicit inotify_watcher(asio::any_io_executor ex) : strand_(asio::make_strand(std::move(ex))) {}
@@ -124,7 +124,7 @@ private:
 
     std::vector<file_change> overflow() const {
       std::vector<file_change> out;
-      for (auto& r : roots) out.push_back({change_kind::overflow, r});
+      for (auto& r : roots) out.push_back({change_kind::rescan, r});
       return out;
     }
 

@@ -54,7 +54,7 @@ public:
     if (auto st = st_)
       asio::post(strand_, [st] {
         std::vector<file_change> out;
-        for (auto& r : st->roots) out.push_back({change_kind::overflow, r});
+        for (auto& r : st->roots) out.push_back({change_kind::rescan, r});
         st->handler(std::move(out));
       });
   }

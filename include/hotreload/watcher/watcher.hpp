@@ -15,7 +15,7 @@ enum class change_kind {
   created,  ///< a new file appeared (or was renamed into place)
   modified, ///< an existing file was rewritten
   removed,  ///< the file is gone
-  overflow, ///< events were lost: rescan `path` (a watched directory)
+  rescan,   ///< events were lost (or the watcher wants a full look): rescan every directory
 };
 
 struct file_change {
