@@ -217,6 +217,7 @@ TEST_CASE_TEMPLATE("lost events: an injected overflow rescans and reports it", W
   std::vector<std::string> lines;
   std::mutex mu;
   watched<W> h([&](hr::options& o) {
+    o.verbosity = hr::log_level::info;
     o.sink = [&](const hr::log_record& l) {
       std::lock_guard lk(mu);
       lines.emplace_back(l.message);

@@ -39,6 +39,7 @@ public:
 
   void stop() {
     boost::system::error_code ec;
+    signals_.cancel(ec);
     signals_.clear(ec);
     handler_ = nullptr;
   }
@@ -77,12 +78,13 @@ static asio::awaitable<void> demo(reloader_type& reloader, fs::path build, fs::p
   std::cout << (co_await reloader.async_get("english", asio::use_awaitable))->greet("world") << std::endl;
 
   asio::steady_timer reloaded(co_await asio::this_coro::executor, asio::steady_timer::time_point::max());
-  reloader.subscribe([&](const hr::reload_event& e) {
+  auto id = reloader.subscribe([&](const hr::reload_event& e) {
     if (e.kind == hr::event_kind::reloaded) reloaded.cancel();
   });
   std::cout << "-- kill -HUP " << ::getpid() << " --" << std::endl;
   ::kill(::getpid(), SIGHUP);
   co_await reloaded.async_wait(asio::as_tuple(asio::use_awaitable));
+  reloader.unsubscribe(id);
 
   std::cout << (co_await reloader.async_get("english", asio::use_awaitable))->greet("world") << std::endl;
   co_await reloader.async_stop(asio::use_awaitable);
