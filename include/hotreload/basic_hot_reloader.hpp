@@ -121,6 +121,10 @@ public:
 
   /// Without async_stop, instances are destroyed without teardown_async.
   ~basic_hot_reloader() {
+    {
+      std::lock_guard lk(alive_->mu);
+      alive_->self = nullptr;
+    }
     watcher_.value.stop();
     std::lock_guard lk(mu_);
     for (auto& [name, e] : entries_) e->lease.reset();
@@ -776,9 +780,13 @@ private:
     std::vector<std::filesystem::path> watched;
     for (auto& d : dirs_)
       if (std::error_code ec; std::filesystem::is_directory(d, ec)) watched.push_back(d);
-    if (auto err = watcher_.value.start(watched, [this, gen = generation_](std::vector<file_change> changes) {
-          asio::post(strand_, [this, gen, changes = std::move(changes)]() mutable {
-            if (gen == generation_) on_changes(std::move(changes));
+    // A watcher may have a delivery in flight when it is stopped, so what it posts reaches
+    // the reloader only through `alive_`, which the destructor clears.
+    if (auto err = watcher_.value.start(watched, [alive = alive_, s = strand_, gen = generation_](
+                                                     std::vector<file_change> changes) {
+          asio::post(s, [alive, gen, changes = std::move(changes)]() mutable {
+            std::lock_guard lk(alive->mu);
+            if (alive->self && gen == alive->self->generation_) alive->self->on_changes(std::move(changes));
           });
         }))
       co_return err;
@@ -822,6 +830,11 @@ private:
   }
 
   awaitable<void> debounce(std::uint64_t gen) {
+    debouncing_ = true;
+    struct done {
+      bool& flag;
+      ~done() { flag = false; }
+    } guard{debouncing_};
     while (gen == generation_ && clock::now() < debounce_until_) {
       debounce_timer_ = std::make_shared<asio::steady_timer>(strand_, debounce_until_);
       auto timer = debounce_timer_;
@@ -1087,6 +1100,7 @@ private:
     rescan_pending_ = flush_scheduled_ = false;
     debounce_started_.reset();
     if (debounce_timer_) debounce_timer_->cancel();
+    while (debouncing_) co_await asio::post(strand_, asio::use_awaitable); // it sees the new generation and ends
     std::vector<entry_ptr> all;
     {
       std::lock_guard lk(mu_);
@@ -1191,6 +1205,13 @@ private:
   std::optional<clock::time_point> debounce_started_;
   clock::time_point debounce_until_{};
   std::shared_ptr<asio::steady_timer> debounce_timer_;
+  bool debouncing_ = false;
+  struct liveness {
+    explicit liveness(basic_hot_reloader* s) : self(s) {}
+    std::mutex mu;
+    basic_hot_reloader* self;
+  };
+  std::shared_ptr<liveness> alive_ = std::make_shared<liveness>(this);
 };
 
 } // namespace hotreload
