@@ -7,6 +7,7 @@
 #include <hotreload/detail/async_mutex.hpp>
 #include <hotreload/detail/files.hpp>
 #include <hotreload/detail/keepalive_executor.hpp>
+#include <hotreload/detail/semver.hpp>
 #include <hotreload/detail/leak.hpp>
 #include <hotreload/detail/services.hpp>
 #include <hotreload/error.hpp>
@@ -982,112 +983,438 @@ private:
   }
 
   awaitable<error_info> reload_op(std::string name) {
-    auto e = find(name);
-    if (!e)
-      co_return fail(name, errc::plugin_not_found,
-                     "no plugin named '" + name + "' is loaded; check its metadata name and the plugin directories");
-    co_await e->lock.lock(strand_);
-    detail::unlock_on_exit unlock{e->lock};
-    if (!started_ || stopping_ || e->removed)
-      co_return fail(name, errc::stopping, "plugin '" + name + "' was not reloaded: the reloader is stopping");
-    co_return co_await reload_locked(*e);
+    std::vector<std::string> names{std::move(name)}; // not in the co_await expression: g++ 12
+    co_return co_await reload_batch(std::move(names));
   }
 
-  awaitable<error_info> reload_locked(entry& e) {
-    auto t0 = clock::now();
-    auto failed = [&](error_info err, const version_ptr& nv) {
-      record_error(e, err);
-      log(log_level::error, e.name, "Reload failed for plugin: " + e.name + ": " + err.message);
-      emit(event_kind::reload_failed, e.name, e.ver, nv, clock::now() - t0, err);
-      return err;
+  // ---- dependencies -----------------------------------------------------------------
+
+  // Runs fn(i) for every i < n after fn(p) finished for every p in preds[i]; nodes with no
+  // path between them run concurrently on the strand (their hooks overlap in time).
+  awaitable<void> run_dag(const std::vector<std::vector<std::size_t>>& preds,
+                          std::function<awaitable<void>(std::size_t)> fn) {
+    const std::size_t n = preds.size();
+    if (n == 0) co_return;
+    struct state {
+      explicit state(const strand_type& s, std::size_t n) : done(n), all(s, asio::steady_timer::time_point::max()) {
+        for (auto& d : done) d.timer = std::make_shared<asio::steady_timer>(s, asio::steady_timer::time_point::max());
+      }
+      struct slot {
+        bool finished = false;
+        std::shared_ptr<asio::steady_timer> timer;
+      };
+      std::vector<slot> done;
+      asio::steady_timer all;
+      std::size_t remaining = 0;
+      std::exception_ptr error;
     };
-    log(log_level::info, e.name, "Reloading plugin: " + e.name);
-    emit(event_kind::reload_started, e.name, e.ver, nullptr);
+    auto st = std::make_shared<state>(strand_, n);
+    st->remaining = n;
+    for (std::size_t i = 0; i < n; ++i)
+      asio::co_spawn(
+          strand_,
+          [st, &preds, &fn, i]() -> awaitable<void> {
+            for (auto p : preds[i])
+              while (!st->done[p].finished) co_await st->done[p].timer->async_wait(asio::as_tuple(asio::use_awaitable));
+            co_await fn(i);
+          },
+          [st, i](std::exception_ptr e) {
+            if (e && !st->error) st->error = e;
+            st->done[i].finished = true;
+            st->done[i].timer->cancel();
+            if (--st->remaining == 0) st->all.cancel();
+          });
+    if (st->remaining > 0) co_await st->all.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (st->error) std::rethrow_exception(st->error);
+  }
 
-    // 1. The new version, validated while the old one serves untouched.
-    error_info err;
-    e.tried = detail::stamp_of(e.source);
-    auto nv = load_version(e.source, err);
-    if (!nv) co_return failed(err, nullptr);
-    if (nv->meta.name != e.name)
-      co_return failed(fail(e.name, errc::name_mismatch,
-                            e.source.string() + " now declares plugin '" + nv->meta.name + "', not '" + e.name +
-                                "'; a plugin's name must not change across versions"),
-                       nv);
-    if (!e.instance) co_return co_await start_locked(e, std::move(nv), t0); // it had failed: start afresh
-    auto old_v = e.ver;
-    step(e, reload_step::library_loaded, old_v, nv, t0, "Loaded new library " + nv->meta.version);
+  // Why `v` cannot serve next to `versions` (name -> the version that will serve), or nothing.
+  std::optional<error_info> dependency_problem(const version_ptr& v,
+                                               const std::map<std::string, version_ptr, std::less<>>& versions) const {
+    const auto& name = v->meta.name;
+    for (auto& d : v->meta.depends_on) {
+      if (d.name == name)
+        return fail(name, errc::dependency_cycle, "plugin '" + name + "' depends on itself; remove it from \"depends_on\"");
+      auto it = versions.find(d.name);
+      if (it == versions.end() || !it->second)
+        return fail(name, errc::missing_dependency,
+                    "plugin '" + name + "' depends on '" + d.name + "', which is not loaded; add its library to a plugin "
+                    "directory (or remove it from \"depends_on\")");
+      if (d.requirement.empty()) continue;
+      auto ok = detail::satisfies(it->second->meta.version, d.requirement);
+      if (!ok)
+        return fail(name, errc::dependency_version,
+                    "plugin '" + name + "' requires '" + d.name + " " + d.requirement + "', which cannot be compared with version '" +
+                        it->second->meta.version + "'; use versions like 1.2.3 and requirements like >=1.2");
+      if (!*ok)
+        return fail(name, errc::dependency_version,
+                    "plugin '" + name + "' requires '" + d.name + " " + d.requirement + "' but " + d.name + " is " +
+                        it->second->meta.version + "; load a matching version of one of them");
+    }
+    return std::nullopt;
+  }
 
-    // 2. Quiesce.
-    if ((err = co_await quiesce(e, true))) co_return failed(err, nv);
-    step(e, reload_step::quiesced, old_v, nv, t0, "Quiesced");
+  // The plugins of `versions` on a dependency cycle, as "a -> b -> a", or "".
+  static std::string find_cycle(const std::map<std::string, version_ptr, std::less<>>& versions) {
+    std::map<std::string, int, std::less<>> color; // 0 new, 1 on the path, 2 done
+    std::vector<std::string> path;
+    std::string found;
+    std::function<bool(const std::string&)> visit = [&](const std::string& n) {
+      color[n] = 1;
+      path.push_back(n);
+      auto it = versions.find(n);
+      if (it != versions.end() && it->second)
+        for (auto& d : it->second->meta.depends_on) {
+          if (!versions.contains(d.name) || d.name == n) continue;
+          if (color[d.name] == 1) {
+            auto from = std::find(path.begin(), path.end(), d.name);
+            for (auto p = from; p != path.end(); ++p) found += *p + " -> ";
+            found += d.name;
+            return true;
+          }
+          if (color[d.name] == 0 && visit(d.name)) return true;
+        }
+      path.pop_back();
+      color[n] = 2;
+      return false;
+    };
+    for (auto& [n, v] : versions)
+      if (color[n] == 0 && visit(n)) break;
+    return found;
+  }
 
-    // 3. Snapshot.
-    boost::json::object snapshot;
+  // The serving version of every plugin, by name.
+  std::map<std::string, version_ptr, std::less<>> serving_versions() const {
+    std::map<std::string, version_ptr, std::less<>> out;
+    std::lock_guard lk(mu_);
+    for (auto& [name, e] : entries_) out[name] = e->ver;
+    return out;
+  }
+
+  dependency_resolver resolver_for(const version_ptr& v) {
+    return [this, declared = v->meta.depends_on, who = v->meta.name](std::string_view name) -> plugin_ptr<plugin> {
+      if (std::none_of(declared.begin(), declared.end(), [&](auto& d) { return d.name == name; })) {
+        log(log_level::error, who,
+            "plugin '" + who + "' asked for '" + std::string(name) + "', which it does not declare in \"depends_on\"");
+        return {};
+      }
+      auto e = find(name);
+      if (!e || !e->instance || !e->ver) return {};
+      return plugin_ptr<plugin>(std::shared_ptr<plugin>(e->instance, static_cast<plugin*>(e->instance.get())), &e->ver->meta);
+    };
+  }
+
+  // ---- the reload transaction, for a set of plugins ---------------------------------
+
+  // One plugin in a batch.
+  struct node {
+    node(entry_ptr en, bool req, version_ptr o, version_ptr n)
+        : e(std::move(en)), requested(req), old_v(std::move(o)), new_v(std::move(n)) {}
+    entry_ptr e;
+    bool requested = false;   // its library is reloaded; else it is rebuilt on its own version
+    version_ptr old_v, new_v; // new_v == old_v: rebuilt against new dependencies
+    std::shared_ptr<Interface> old_instance;
+    std::optional<boost::json::object> snapshot;
+    bool quiesced = false;
+    bool back = false;        // brought up on old_v: its own new version or a dependency failed
+    bool down = false;        // could not be brought up at all
+    std::vector<std::size_t> deps, dependents;
+  };
+
+  // Reloads `names` as one transaction, with every plugin that depends on them (they are
+  // rebuilt, on their own versions, against the new instances). Per plugin: a plugin whose
+  // new version fails rolls back to its old version, and so do the plugins of the batch that
+  // depend on it; the others go ahead. Completes with the first failure.
+  awaitable<error_info> reload_batch(std::vector<std::string> names) {
+    auto t0 = clock::now();
+    error_info first;
+    auto note = [&](const error_info& err) {
+      if (err && !first) first = err;
+    };
+    // The batch: the named plugins and, transitively, their dependents.
+    std::map<std::string, entry_ptr, std::less<>> all;
     {
       std::lock_guard lk(mu_);
-      snapshot["enabled"] = e.enabled;
+      for (auto& [n, e] : entries_) all[n] = e;
     }
-    snapshot["state_version"] = old_v->meta.state_version;
-    if constexpr (State::preserves_state) {
-      auto out = std::make_shared<boost::json::value>();
-      if ((err = co_await run_hook(old_v, hook::get_state, call_get_state(e.instance, out)))) {
-        resume_old(e);
-        co_return failed(err, nv);
+    std::map<std::string, bool, std::less<>> members; // name -> requested
+    std::vector<std::string> queue;
+    for (auto& n : names) {
+      if (!all.contains(n)) {
+        note(fail(n, errc::plugin_not_found,
+                  "no plugin named '" + n + "' is loaded; check its metadata name and the plugin directories"));
+        continue;
       }
-      snapshot["custom"] = std::move(*out);
-      if ((err = state_.value.save(e.name, snapshot))) {
-        err.plugin = e.name;
-        resume_old(e);
-        co_return failed(err, nv);
+      members[n] = true;
+      queue.push_back(n);
+    }
+    for (std::size_t i = 0; i < queue.size(); ++i)
+      for (auto& [n, e] : all)
+        if (e->ver && !members.contains(n) &&
+            std::any_of(e->ver->meta.depends_on.begin(), e->ver->meta.depends_on.end(),
+                        [&](auto& d) { return d.name == queue[i]; })) {
+          members[n] = false;
+          queue.push_back(n);
+        }
+    if (members.empty()) co_return first;
+    // Locked in name order, so that concurrent batches cannot deadlock.
+    std::vector<entry_ptr> locked;
+    struct unlock_all {
+      std::vector<entry_ptr>& v;
+      ~unlock_all() {
+        for (auto& e : v) e->lock.unlock();
       }
-      step(e, reload_step::state_saved, old_v, nv, t0, "Saved state");
+    } unlock{locked};
+    for (auto& [n, req] : members) {
+      co_await all[n]->lock.lock(strand_);
+      locked.push_back(all[n]);
+    }
+    if (!started_ || stopping_)
+      co_return fail(names.empty() ? std::string() : names.front(), errc::stopping,
+                     "not reloaded: the reloader is stopping");
+
+    // 1. Every requested library, validated while the old versions serve untouched.
+    std::vector<node> nodes;
+    std::vector<std::pair<entry_ptr, version_ptr>> restarts; // failed plugins: start afresh
+    for (auto& [n, req] : members) {
+      auto& e = all[n];
+      if (e->removed) continue;
+      if (!req) {
+        if (e->instance) nodes.emplace_back(e, false, e->ver, e->ver);
+        continue;
+      }
+      log(log_level::info, n, "Reloading plugin: " + n);
+      emit(event_kind::reload_started, n, e->ver, nullptr);
+      error_info err;
+      e->tried = detail::stamp_of(e->source);
+      auto nv = load_version(e->source, err);
+      if (nv && nv->meta.name != n)
+        err = fail(n, errc::name_mismatch,
+                   e->source.string() + " now declares plugin '" + nv->meta.name + "', not '" + n +
+                       "'; a plugin's name must not change across versions");
+      if (err) {
+        note(reload_failed(*e, err, nv, t0));
+        if (e->instance) nodes.emplace_back(e, false, e->ver, e->ver); // still rebuilt if a dependency changes
+        continue;
+      }
+      if (!e->instance) {
+        restarts.emplace_back(e, std::move(nv));
+        continue;
+      }
+      step(*e, reload_step::library_loaded, e->ver, nv, t0, "Loaded new library " + nv->meta.version);
+      nodes.emplace_back(e, true, e->ver, std::move(nv));
+    }
+    // Dependencies of the new versions: what cannot serve next to the others keeps its old
+    // version (until nothing changes any more).
+    for (bool changed = true; changed;) {
+      changed = false;
+      auto versions = serving_versions();
+      for (auto& nd : nodes) versions[nd.e->name] = nd.new_v;
+      for (auto& nd : nodes) {
+        if (nd.new_v == nd.old_v) continue;
+        auto problem = dependency_problem(nd.new_v, versions);
+        if (!problem)
+          for (auto& [n, v] : versions) // would the new version break a plugin that depends on it?
+            if (v && v != nd.new_v &&
+                std::any_of(v->meta.depends_on.begin(), v->meta.depends_on.end(),
+                            [&](auto& d) { return d.name == nd.e->name; }))
+              if (auto p = dependency_problem(v, versions); p && p->code == errc::dependency_version) {
+                problem = *p;
+                problem->plugin = nd.e->name;
+                problem->message = nd.e->name + " " + nd.new_v->meta.version + " was refused: " + p->message;
+              }
+        if (!problem)
+          if (auto cycle = find_cycle(versions); !cycle.empty())
+            problem = fail(nd.e->name, errc::dependency_cycle,
+                           "plugin '" + nd.e->name + "' " + nd.new_v->meta.version + " would close a dependency cycle: " + cycle +
+                               "; remove one of these \"depends_on\" entries");
+        if (problem) {
+          note(reload_failed(*nd.e, *problem, nd.new_v, t0));
+          nd.new_v = nd.old_v;
+          nd.requested = false;
+          changed = true;
+          break;
+        }
+      }
+    }
+    // Only what changed, and what depends on it, goes through the transaction.
+    {
+      std::map<std::string, std::size_t, std::less<>> index;
+      for (std::size_t i = 0; i < nodes.size(); ++i) index[nodes[i].e->name] = i;
+      std::vector<bool> affected(nodes.size());
+      for (bool grew = true; grew;) {
+        grew = false;
+        for (std::size_t i = 0; i < nodes.size(); ++i) {
+          if (affected[i]) continue;
+          bool a = nodes[i].new_v != nodes[i].old_v;
+          for (auto& d : nodes[i].new_v->meta.depends_on)
+            if (auto it = index.find(d.name); it != index.end() && affected[it->second]) a = true;
+          if (a) affected[i] = grew = true;
+        }
+      }
+      std::vector<node> kept;
+      for (std::size_t i = 0; i < nodes.size(); ++i)
+        if (affected[i]) kept.push_back(std::move(nodes[i]));
+      nodes = std::move(kept);
+      index.clear();
+      for (std::size_t i = 0; i < nodes.size(); ++i) index[nodes[i].e->name] = i;
+      for (std::size_t i = 0; i < nodes.size(); ++i)
+        for (auto& d : nodes[i].new_v->meta.depends_on)
+          if (auto it = index.find(d.name); it != index.end()) {
+            nodes[i].deps.push_back(it->second);
+            nodes[it->second].dependents.push_back(i);
+          }
+    }
+    std::vector<std::vector<std::size_t>> up(nodes.size()), down(nodes.size());
+    for (std::size_t i = 0; i < nodes.size(); ++i) {
+      up[i] = nodes[i].deps;
+      down[i] = nodes[i].dependents;
     }
 
-    // 4. Teardown. A failure is reported, but the old instance is going away regardless.
-    if (debug_on()) log(log_level::debug, e.name, "Calling teardown_async for plugin: " + e.name);
-    if (auto terr = co_await run_hook(old_v, hook::teardown, call_hook(e.instance, hook::teardown))) {
-      log(log_level::warning, e.name, terr.message);
-      record_error(e, terr);
+    // 2. Quiesce, dependents first. 3. Snapshot. Any failure here: everything serves on.
+    auto abort = [&](const error_info& err) {
+      for (auto& nd : nodes)
+        if (nd.quiesced) resume_old(*nd.e);
+      for (auto& nd : nodes)
+        if (nd.requested) note(reload_failed(*nd.e, err, nd.new_v, t0));
+      note(err);
+    };
+    std::vector<std::size_t> order = topological(up);
+    error_info err;
+    for (auto it = order.rbegin(); it != order.rend() && !err; ++it) {
+      auto& nd = nodes[*it];
+      if ((err = co_await quiesce(*nd.e, true))) break;
+      nd.quiesced = true;
+      step(*nd.e, reload_step::quiesced, nd.old_v, nd.new_v, t0, "Quiesced");
     }
-    step(e, reload_step::torn_down, old_v, nv, t0, "Tore down old instance");
-    auto old_instance = std::move(e.instance);
-    e.instance.reset();
+    for (auto i : order) {
+      if (err) break;
+      auto& nd = nodes[i];
+      boost::json::object snapshot;
+      {
+        std::lock_guard lk(mu_);
+        snapshot["enabled"] = nd.e->enabled;
+      }
+      snapshot["state_version"] = nd.old_v->meta.state_version;
+      if constexpr (State::preserves_state) {
+        auto out = std::make_shared<boost::json::value>();
+        if ((err = co_await run_hook(nd.old_v, hook::get_state, call_get_state(nd.e->instance, out)))) break;
+        snapshot["custom"] = std::move(*out);
+        if ((err = state_.value.save(nd.e->name, snapshot))) {
+          err.plugin = nd.e->name;
+          break;
+        }
+        step(*nd.e, reload_step::state_saved, nd.old_v, nd.new_v, t0, "Saved state");
+      }
+      nd.snapshot = std::move(snapshot);
+    }
+    if (err) {
+      abort(err);
+      for (auto& [e, v] : restarts) note(co_await start_locked(*e, v, t0));
+      co_return first;
+    }
 
-    // 5-7. The new instance.
-    std::optional<boost::json::object> snap{snapshot};
-    if (auto inst = co_await bring_up(e, nv, snap, false, old_v, t0, err)) {
-      e.ver = nv;
-      e.instance = std::move(inst);
-      publish(e, true);
-      step(e, reload_step::published, old_v, nv, t0, "Published new instance");
-      old_instance.reset(); // the old library unloads once its last handle is gone
-      log(log_level::info, e.name, "Successfully reloaded plugin: " + e.name + " (" + ms(clock::now() - t0) + ")");
-      emit(event_kind::reloaded, e.name, old_v, nv, clock::now() - t0);
-      co_return error_info{};
-    }
-    failed(err, nv);
-    nv.reset();
+    // 4. Teardown, dependents first. A failure is reported; the old instance goes regardless.
+    co_await run_dag(down, [&](std::size_t i) -> awaitable<void> {
+      auto& nd = nodes[i];
+      if (debug_on()) log(log_level::debug, nd.e->name, "Calling teardown_async for plugin: " + nd.e->name);
+      if (auto terr = co_await run_hook(nd.old_v, hook::teardown, call_hook(nd.e->instance, hook::teardown))) {
+        log(log_level::warning, nd.e->name, terr.message);
+        record_error(*nd.e, terr);
+      }
+      step(*nd.e, reload_step::torn_down, nd.old_v, nd.new_v, t0, "Tore down old instance");
+      nd.old_instance = std::move(nd.e->instance);
+      nd.e->instance.reset();
+    });
 
-    // Roll back: a fresh instance of the old version, with the same snapshot.
-    old_instance.reset();
-    error_info rerr;
-    if (auto inst = co_await bring_up(e, old_v, snap, false, old_v, t0, rerr)) {
-      e.ver = old_v;
-      e.instance = std::move(inst);
-      publish(e, false);
-      log(log_level::warning, e.name,
-          "Rolled back plugin: " + e.name + " to " + old_v->meta.version + " (" + ms(clock::now() - t0) + ")");
-      emit(event_kind::rolled_back, e.name, old_v, old_v, clock::now() - t0, err);
-      co_return err;
-    }
-    auto total = fail(e.name, errc::rollback_failed,
-                      err.message + "; then the rollback to " + old_v->meta.version + " failed too: " + rerr.message +
-                          "; the plugin is unavailable until a working version is loaded");
-    log(log_level::error, e.name, total.message);
-    mark_unavailable(e, total);
-    emit(event_kind::reload_failed, e.name, old_v, nullptr, clock::now() - t0, total);
-    co_return total;
+    // 5-8. New instances, dependencies first; independent plugins concurrently.
+    co_await run_dag(up, [&](std::size_t i) -> awaitable<void> {
+      auto& nd = nodes[i];
+      auto& e = *nd.e;
+      for (auto d : nd.deps)
+        if (nodes[d].down) {
+          auto derr = fail(e.name, errc::missing_dependency,
+                           "plugin '" + e.name + "' cannot start: its dependency '" + nodes[d].e->name + "' is unavailable");
+          log(log_level::error, e.name, derr.message);
+          nd.down = true;
+          mark_unavailable(e, derr);
+          emit(event_kind::reload_failed, e.name, nd.old_v, nullptr, clock::now() - t0, derr);
+          note(derr);
+          co_return;
+        }
+      error_info berr;
+      auto v = nd.back ? nd.old_v : nd.new_v;
+      auto inst = co_await bring_up(e, v, nd.snapshot, false, nd.old_v, t0, berr);
+      if (inst) {
+        e.ver = v;
+        e.instance = std::move(inst);
+        publish(e, nd.requested && !nd.back);
+        step(e, reload_step::published, nd.old_v, v, t0, "Published new instance");
+        if (nd.requested && !nd.back) {
+          log(log_level::info, e.name, "Successfully reloaded plugin: " + e.name + " (" + ms(clock::now() - t0) + ")");
+          emit(event_kind::reloaded, e.name, nd.old_v, v, clock::now() - t0);
+        } else if (!nd.requested) {
+          log(log_level::info, e.name, "Rebuilt plugin: " + e.name + " (a dependency was reloaded)");
+        }
+        co_return;
+      }
+      if (v != nd.old_v || !nd.requested) note(reload_failed(e, berr, v, t0));
+      error_info rerr = berr;
+      if (v != nd.old_v) {
+        // Roll back this plugin, and keep the old versions of the batch's plugins above it.
+        std::function<void(std::size_t)> back = [&](std::size_t j) {
+          nodes[j].back = true;
+          for (auto k : nodes[j].dependents) back(k);
+        };
+        back(i);
+        rerr = {};
+        if (auto rinst = co_await bring_up(e, nd.old_v, nd.snapshot, false, nd.old_v, t0, rerr)) {
+          e.ver = nd.old_v;
+          e.instance = std::move(rinst);
+          publish(e, false);
+          log(log_level::warning, e.name,
+              "Rolled back plugin: " + e.name + " to " + nd.old_v->meta.version + " (" + ms(clock::now() - t0) + ")");
+          emit(event_kind::rolled_back, e.name, nd.old_v, nd.old_v, clock::now() - t0, berr);
+          co_return;
+        }
+      }
+      auto total = fail(e.name, errc::rollback_failed,
+                        berr.message + (v != nd.old_v ? "; then the rollback to " + nd.old_v->meta.version +
+                                                            " failed too: " + rerr.message
+                                                      : std::string()) +
+                            "; the plugin is unavailable until a working version is loaded");
+      log(log_level::error, e.name, total.message);
+      nd.down = true;
+      mark_unavailable(e, total);
+      emit(event_kind::reload_failed, e.name, nd.old_v, nullptr, clock::now() - t0, total);
+      note(total);
+    });
+
+    // The old instances go, dependents first; each library unloads once its last handle is gone.
+    for (auto it = order.rbegin(); it != order.rend(); ++it) nodes[*it].old_instance.reset();
+    for (auto& [e, v] : restarts) note(co_await start_locked(*e, v, t0));
+    co_return first;
+  }
+
+  error_info reload_failed(entry& e, const error_info& err, const version_ptr& nv, clock::time_point t0) {
+    record_error(e, err);
+    log(log_level::error, e.name, "Reload failed for plugin: " + e.name + ": " + err.message);
+    emit(event_kind::reload_failed, e.name, e.ver, nv, clock::now() - t0, err);
+    return err;
+  }
+
+  // A topological order of a DAG given as predecessor lists (ties in index order).
+  static std::vector<std::size_t> topological(const std::vector<std::vector<std::size_t>>& preds) {
+    std::vector<std::size_t> order;
+    std::vector<int> state(preds.size());
+    std::function<void(std::size_t)> visit = [&](std::size_t i) {
+      if (state[i]) return;
+      state[i] = 1;
+      for (auto p : preds[i]) visit(p);
+      order.push_back(i);
+    };
+    for (std::size_t i = 0; i < preds.size(); ++i) visit(i);
+    return order;
   }
 
   awaitable<error_info> stop_op() {

@@ -38,6 +38,9 @@ enum class errc {
   stopping,             ///< the reloader is stopping; the operation was abandoned
   bad_plugin_dir,       ///< a plugin directory is missing or unreadable
   state_store_failed,   ///< the State policy could not store a snapshot
+  missing_dependency,   ///< a plugin depends on a plugin that is not loaded (or cannot start)
+  dependency_version,   ///< a dependency's version does not satisfy the requirement
+  dependency_cycle,     ///< plugins depend on each other in a cycle
 };
 
 /// The error category of hotreload::errc ("hotreload").
@@ -72,6 +75,9 @@ public:
     case errc::stopping: return "reloader is stopping";
     case errc::bad_plugin_dir: return "plugin directory missing or unreadable";
     case errc::state_store_failed: return "state store failed";
+    case errc::missing_dependency: return "missing dependency";
+    case errc::dependency_version: return "dependency version not satisfied";
+    case errc::dependency_cycle: return "dependency cycle";
     }
     return "unknown hotreload error";
   }

@@ -3,12 +3,15 @@
 
 #include <hotreload/config.hpp>
 #include <hotreload/log.hpp>
+#include <hotreload/plugin_ptr.hpp>
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <typeinfo>
 
 namespace hotreload {
@@ -60,13 +63,18 @@ private:
   const std::type_info* type_ = nullptr;
 };
 
+class plugin;
+
+/// Finds a dependency's serving instance by name (empty if none); set by the reloader.
+using dependency_resolver = std::function<plugin_ptr<plugin>(std::string_view name)>;
+
 /// What a plugin's constructor receives.
 class plugin_context {
 public:
   plugin_context(std::string name, asio::any_io_executor executor, plugin_logger log,
-                 boost::json::object config, shared_context shared)
+                 boost::json::object config, shared_context shared, dependency_resolver dependencies = {})
       : name_(std::move(name)), executor_(std::move(executor)), log_(std::move(log)),
-        config_(std::move(config)), shared_(std::move(shared)) {}
+        config_(std::move(config)), shared_(std::move(shared)), dependencies_(std::move(dependencies)) {}
 
   /// The plugin's name, from its metadata.
   const std::string& name() const noexcept { return name_; }
@@ -81,6 +89,15 @@ public:
   /// The host's shared object, if it is a T.
   template <class T>
   T* shared() const noexcept { return shared_.get<T>(); }
+  /// A dependency declared in the metadata's "depends_on", as interface T, or empty (not
+  /// declared, not serving, or not a T). Valid from the constructor on: dependencies start
+  /// first, and when one reloads, its dependents are rebuilt with the new instance. The
+  /// handle does not hold up the dependency's reloads (its dependents reload with it).
+  template <class T>
+  plugin_ptr<T> get(std::string_view dependency) const {
+    if (!dependencies_) return {};
+    return dynamic_pointer_cast<T>(dependencies_(dependency));
+  }
 
 private:
   std::string name_;
@@ -88,6 +105,7 @@ private:
   plugin_logger log_;
   boost::json::object config_;
   shared_context shared_;
+  dependency_resolver dependencies_;
 };
 
 } // namespace hotreload

@@ -32,6 +32,14 @@ public:
 
   friend bool operator==(const plugin_ptr& a, const plugin_ptr& b) noexcept { return a.object_ == b.object_; }
 
+  /// The same handle as another interface of the object (dynamic_cast), or empty.
+  template <class To>
+  friend plugin_ptr<To> dynamic_pointer_cast(const plugin_ptr& p) {
+    auto* to = dynamic_cast<To*>(p.object_.get());
+    if (!to) return {};
+    return plugin_ptr<To>(std::shared_ptr<To>(p.object_, to), p.metadata_);
+  }
+
 private:
   std::shared_ptr<Interface> object_;
   const plugin_metadata* metadata_ = nullptr;
