@@ -156,6 +156,15 @@ public:
     return run<>(std::forward<Token>(token), [this, name = std::move(name)]() { return reload_op(name); });
   }
 
+  /// Reloads several plugins as one batch: each once, in dependency order, independent ones
+  /// concurrently, with every plugin that depends on them rebuilt against the new
+  /// instances. A plugin whose new version fails rolls back, with the batch's plugins that
+  /// depend on it; the others go ahead. Completes with the first failure.
+  template <class Token = asio::default_completion_token_t<Executor>>
+  auto async_reload_plugins(std::vector<std::string> names, Token&& token = {}) {
+    return run<>(std::forward<Token>(token), [this, names = std::move(names)]() { return reload_batch(names); });
+  }
+
   /// Loads a plugin from a library file (or reloads it if that file is already loaded).
   /// Completes with the plugin's name.
   template <class Token = asio::default_completion_token_t<Executor>>
@@ -295,6 +304,7 @@ private:
     std::vector<detail::completion<pointer>> waiters;
     bool removed = false;
     std::optional<detail::file_stamp> tried; // the library file as last loaded (or tried)
+    version_ptr waiting;                     // loaded, waiting for its dependencies to serve
     // Guarded by mu_ (source: written under it).
     std::shared_ptr<lease_block> lease;
     bool enabled = true;
@@ -773,11 +783,7 @@ private:
     if (auto err = find_libraries(files)) co_return err;
     started_ = true;
     stopping_ = false;
-    error_info first;
-    for (auto& f : files) {
-      auto [err, name] = co_await load_file_op(f);
-      if (err && !first) first = err;
-    }
+    auto [first, names] = co_await load_files(std::move(files));
     std::vector<std::filesystem::path> watched;
     for (auto& d : dirs_)
       if (std::error_code ec; std::filesystem::is_directory(d, ec)) watched.push_back(d);
@@ -846,20 +852,33 @@ private:
     debounce_started_.reset();
     auto changes = std::exchange(pending_, {});
     if (std::exchange(rescan_pending_, false)) co_return co_await rescan();
+    std::vector<std::filesystem::path> files;
     for (auto& [path, kind] : changes) {
       if (gen != generation_) co_return;
       if (kind == change_kind::removed && !detail::stamp_of(path)) co_await removed(path);
-      else co_await load_or_reload(path);
+      else files.push_back(path);
     }
+    co_await load_changed(std::move(files));
   }
 
-  // A library file that may be new or changed: load it, or reload the plugin it holds,
-  // unless it is exactly what was last loaded (or tried) from there.
-  awaitable<void> load_or_reload(std::filesystem::path file) {
-    auto e = find_by_source(file);
-    if (e && e->tried && detail::stamp_of(file) == e->tried) co_return;
-    if (debug_on()) log(log_level::debug, {}, "Affected plugins: [" + (e ? e->name : file.stem().string()) + "]");
-    co_await load_file_op(file);
+  // Library files that may be new or changed, as one batch: new ones load, changed ones
+  // reload their plugin; a file that holds exactly what was last loaded (or tried) from it
+  // is left alone.
+  awaitable<void> load_changed(std::vector<std::filesystem::path> files) {
+    std::erase_if(files, [&](const std::filesystem::path& f) {
+      auto e = find_by_source(f);
+      return e && e->tried && detail::stamp_of(f) == e->tried;
+    });
+    if (files.empty()) co_return;
+    if (debug_on()) {
+      std::string list;
+      for (auto& f : files) {
+        auto e = find_by_source(f);
+        list += (list.empty() ? "" : ", ") + (e ? e->name : f.stem().string());
+      }
+      log(log_level::debug, {}, "Affected plugins: [" + list + "]");
+    }
+    co_await load_files(std::move(files));
   }
 
   // Every plugin directory again: new libraries load, changed ones reload, vanished ones
@@ -867,7 +886,7 @@ private:
   awaitable<void> rescan() {
     std::vector<std::filesystem::path> files;
     if (auto err = find_libraries(files)) log(log_level::warning, {}, err.message);
-    for (auto& f : files) co_await load_or_reload(f);
+    co_await load_changed(std::move(files));
     std::vector<std::filesystem::path> gone;
     {
       std::lock_guard lk(mu_);
@@ -906,52 +925,148 @@ private:
     if (!started_ || stopping_)
       co_return std::pair{fail({}, errc::not_started, "the reloader is not started; call async_start first"), std::string()};
     file = std::filesystem::absolute(file).lexically_normal();
-    if (auto existing = find_by_source(file)) co_return std::pair{co_await reload_op(existing->name), existing->name};
+    std::vector<std::filesystem::path> files{file};
+    auto [err, names] = co_await load_files(std::move(files));
+    co_return std::pair{err, names.empty() ? std::string() : names.front()};
+  }
 
+  // Loads library files: each new plugin is added, then all of them start in dependency
+  // order (independent ones concurrently); files of loaded plugins reload them as one batch.
+  // Completes with the first failure and the names of the plugins concerned.
+  awaitable<std::pair<error_info, std::vector<std::string>>> load_files(std::vector<std::filesystem::path> files) {
     auto t0 = clock::now();
-    error_info err;
-    auto tried = detail::stamp_of(file);
-    auto v = load_version(file, err);
-    if (!v) {
-      err.plugin = file.stem().string();
-      log(log_level::error, err.plugin, "Failed to load plugin library " + file.string() + ": " + err.message);
-      emit(event_kind::load_failed, err.plugin, nullptr, nullptr, clock::now() - t0, err);
-      co_return std::pair{err, std::string()};
-    }
-    const auto name = v->meta.name;
-    auto e = std::make_shared<entry>();
-    e->name = name;
-    e->source = file;
-    e->info.name = name;
-    e->info.path = file;
-    entry_ptr renamed;
-    {
-      std::lock_guard lk(mu_);
-      auto [it, inserted] = entries_.try_emplace(name, e);
-      if (!inserted && !detail::stamp_of(it->second->source)) {
-        renamed = it->second; // its old file is gone: the same plugin under a new file name
-        renamed->source = file;
-        renamed->info.path = file;
-      } else if (!inserted) {
-        err = fail(name, errc::duplicate_plugin,
-                   "two libraries declare plugin '" + name + "': " + it->second->source.string() + " and " +
-                       file.string() + "; the second was not loaded; give one of them another \"name\"");
+    error_info first;
+    std::vector<std::string> names, reloads;
+    std::vector<std::pair<entry_ptr, version_ptr>> fresh;
+    for (auto& file : files) {
+      if (auto existing = find_by_source(file)) {
+        reloads.push_back(existing->name);
+        continue;
+      }
+      error_info err;
+      auto tried = detail::stamp_of(file);
+      auto v = load_version(file, err);
+      if (!v) {
+        err.plugin = file.stem().string();
+        log(log_level::error, err.plugin, "Failed to load plugin library " + file.string() + ": " + err.message);
+        emit(event_kind::load_failed, err.plugin, nullptr, nullptr, clock::now() - t0, err);
+        if (!first) first = err;
+        continue;
+      }
+      const auto name = v->meta.name;
+      names.push_back(name);
+      auto e = std::make_shared<entry>();
+      e->name = name;
+      e->source = file;
+      e->info.name = name;
+      e->info.path = file;
+      e->tried = tried;
+      bool renamed = false;
+      {
+        std::lock_guard lk(mu_);
+        auto [it, inserted] = entries_.try_emplace(name, e);
+        if (!inserted && !detail::stamp_of(it->second->source)) {
+          renamed = true; // its old file is gone: the same plugin under a new file name
+          it->second->source = file;
+          it->second->info.path = file;
+        } else if (!inserted) {
+          err = fail(name, errc::duplicate_plugin,
+                     "two libraries declare plugin '" + name + "': " + it->second->source.string() + " and " +
+                         file.string() + "; the second was not loaded; give one of them another \"name\"");
+        }
+      }
+      if (err) {
+        log(log_level::error, name, err.message);
+        emit(event_kind::load_failed, name, nullptr, v, clock::now() - t0, err);
+        if (!first) first = err;
+      } else if (renamed) {
+        reloads.push_back(name);
+      } else {
+        fresh.emplace_back(std::move(e), std::move(v));
       }
     }
-    if (err) {
-      log(log_level::error, name, err.message);
-      emit(event_kind::load_failed, name, nullptr, v, clock::now() - t0, err);
-      co_return std::pair{err, name};
+    if (auto err = co_await start_fresh(std::move(fresh), t0); err && !first) first = err;
+    if (!reloads.empty()) {
+      names.insert(names.end(), reloads.begin(), reloads.end());
+      if (auto err = co_await reload_batch(std::move(reloads)); err && !first) first = err;
     }
-    if (renamed) {
-      v.reset();
-      co_return std::pair{co_await reload_op(name), name};
+    co_await retry_waiting();
+    co_return std::pair{first, names};
+  }
+
+  // Starts newly added plugins: dependencies first, independent plugins concurrently. A
+  // plugin whose dependencies are missing, unsatisfied, cyclic or failed does not start.
+  awaitable<error_info> start_fresh(std::vector<std::pair<entry_ptr, version_ptr>> fresh, clock::time_point t0) {
+    error_info first;
+    if (fresh.empty()) co_return first;
+    auto versions = serving_versions();
+    std::map<std::string, std::size_t, std::less<>> index;
+    for (std::size_t i = 0; i < fresh.size(); ++i) {
+      versions[fresh[i].first->name] = fresh[i].second;
+      index[fresh[i].first->name] = i;
     }
-    e->tried = tried;
-    co_await e->lock.lock(strand_);
-    detail::unlock_on_exit unlock{e->lock};
-    err = co_await start_locked(*e, v, t0);
-    co_return std::pair{err, name};
+    std::vector<std::optional<error_info>> problem(fresh.size());
+    for (std::size_t i = 0; i < fresh.size(); ++i) problem[i] = dependency_problem(fresh[i].second, versions);
+    if (auto cycle = find_cycle(versions); !cycle.empty())
+      for (std::size_t i = 0; i < fresh.size(); ++i)
+        if (cycle.find(fresh[i].first->name + " ->") != std::string::npos && !problem[i])
+          problem[i] = fail(fresh[i].first->name, errc::dependency_cycle,
+                            "plugins depend on each other in a cycle: " + cycle + "; remove one of these \"depends_on\" entries");
+    std::vector<std::vector<std::size_t>> preds(fresh.size());
+    for (std::size_t i = 0; i < fresh.size(); ++i)
+      if (!problem[i])
+        for (auto& d : fresh[i].second->meta.depends_on)
+          if (auto it = index.find(d.name); it != index.end()) preds[i].push_back(it->second);
+    std::vector<bool> down(fresh.size());
+    for (auto& [e, v] : fresh) co_await e->lock.lock(strand_); // new entries: free at once
+    co_await run_dag(preds, [&](std::size_t i) -> awaitable<void> {
+      auto& [e, v] = fresh[i];
+      std::optional<error_info> why = problem[i];
+      for (auto p : preds[i])
+        if (down[p] && !why)
+          why = fail(e->name, errc::missing_dependency,
+                     "plugin '" + e->name + "' cannot start: its dependency '" + fresh[p].first->name + "' did not start");
+      error_info err;
+      if (why) {
+        err = *why;
+        log(log_level::error, e->name, "Failed to start plugin: " + e->name + ": " + err.message);
+        mark_unavailable(*e, err);
+        if (err.code != errc::dependency_cycle) e->waiting = v; // starts when its dependencies serve
+        emit(event_kind::load_failed, e->name, nullptr, v, clock::now() - t0, err);
+      } else {
+        err = co_await start_locked(*e, v, t0);
+      }
+      if (err) {
+        down[i] = true;
+        if (!first) first = err;
+      }
+    });
+    for (auto& [e, v] : fresh) e->lock.unlock();
+    co_return first;
+  }
+
+  // Plugins that could not start for want of a dependency start once it serves.
+  awaitable<void> retry_waiting() {
+    for (bool again = true; again;) {
+      again = false;
+      auto versions = serving_versions();
+      std::vector<entry_ptr> waiting;
+      {
+        std::lock_guard lk(mu_);
+        for (auto& [name, e] : entries_)
+          if (e->waiting && !e->removed) waiting.push_back(e);
+      }
+      for (auto& e : waiting) {
+        if (dependency_problem(e->waiting, versions)) continue;
+        co_await e->lock.lock(strand_);
+        detail::unlock_on_exit unlock{e->lock};
+        if (!e->waiting || e->instance || !started_ || stopping_) continue;
+        auto v = std::move(e->waiting);
+        e->waiting.reset();
+        log(log_level::info, e->name, "Dependencies of plugin " + e->name + " are there now; starting it");
+        if (!co_await start_locked(*e, std::move(v), clock::now())) again = true;
+      }
+    }
   }
 
   // First start of a plugin (or a restart after it failed): constructor, saved state if
@@ -1310,7 +1425,7 @@ private:
     }
     if (err) {
       abort(err);
-      for (auto& [e, v] : restarts) note(co_await start_locked(*e, v, t0));
+      for (auto& [e, v] : restarts) note(co_await restart_locked(*e, v, t0));
       co_return first;
     }
 
@@ -1392,8 +1507,21 @@ private:
 
     // The old instances go, dependents first; each library unloads once its last handle is gone.
     for (auto it = order.rbegin(); it != order.rend(); ++it) nodes[*it].old_instance.reset();
-    for (auto& [e, v] : restarts) note(co_await start_locked(*e, v, t0));
+    for (auto& [e, v] : restarts) note(co_await restart_locked(*e, v, t0));
     co_return first;
+  }
+
+  // A plugin that had failed, given a new version: it starts if its dependencies serve.
+  awaitable<error_info> restart_locked(entry& e, version_ptr v, clock::time_point t0) {
+    if (auto problem = dependency_problem(v, serving_versions())) {
+      log(log_level::error, e.name, "Failed to start plugin: " + e.name + ": " + problem->message);
+      mark_unavailable(e, *problem);
+      if (problem->code != errc::dependency_cycle) e.waiting = std::move(v);
+      emit(event_kind::load_failed, e.name, nullptr, e.waiting, clock::now() - t0, *problem);
+      co_return *problem;
+    }
+    e.waiting.reset();
+    co_return co_await start_locked(e, std::move(v), t0);
   }
 
   error_info reload_failed(entry& e, const error_info& err, const version_ptr& nv, clock::time_point t0) {
@@ -1428,12 +1556,22 @@ private:
     debounce_started_.reset();
     if (debounce_timer_) debounce_timer_->cancel();
     while (debouncing_) co_await asio::post(strand_, asio::use_awaitable); // it sees the new generation and ends
+    // Dependents stop before their dependencies.
     std::vector<entry_ptr> all;
     {
       std::lock_guard lk(mu_);
       for (auto& [name, e] : entries_) all.push_back(e);
     }
-    for (auto& e : all) {
+    std::vector<std::vector<std::size_t>> preds(all.size());
+    for (std::size_t i = 0; i < all.size(); ++i)
+      if (all[i]->ver)
+        for (auto& d : all[i]->ver->meta.depends_on)
+          for (std::size_t j = 0; j < all.size(); ++j)
+            if (all[j]->name == d.name) preds[i].push_back(j);
+    auto order = topological(preds);
+    std::vector<entry_ptr> ordered;
+    for (auto it = order.rbegin(); it != order.rend(); ++it) ordered.push_back(all[*it]);
+    for (auto& e : ordered) {
       co_await e->lock.lock(strand_);
       detail::unlock_on_exit unlock{e->lock};
       co_await stop_locked(*e);
