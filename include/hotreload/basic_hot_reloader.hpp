@@ -439,7 +439,8 @@ private:
     auto cfg = opts_.plugin_config.if_contains(name);
     plugin_context ctx(name, asio::any_io_executor(detail::keepalive_executor<Executor>(ex_, v)),
                        plugin_logger(hub_->log, name),
-                       cfg && cfg->is_object() ? cfg->get_object() : boost::json::object(), opts_.shared);
+                       cfg && cfg->is_object() ? cfg->get_object() : boost::json::object(), opts_.shared,
+                       resolver_for(v));
     std::string why;
     void* raw = v->library.create(ctx, why);
     if (!raw) {
@@ -1206,16 +1207,24 @@ private:
     return out;
   }
 
+  // What plugin_context::get asks. Callable from any thread, for as long as the plugin
+  // lives: it reaches the reloader only while the reloader exists. The handle it returns is
+  // not a lease, so a dependent holding it does not hold up its dependency's reloads.
   dependency_resolver resolver_for(const version_ptr& v) {
-    return [this, declared = v->meta.depends_on, who = v->meta.name](std::string_view name) -> plugin_ptr<plugin> {
+    return [alive = alive_, declared = v->meta.depends_on, who = v->meta.name](std::string_view name) -> plugin_ptr<plugin> {
+      std::lock_guard guard(alive->mu);
+      auto* self = alive->self;
+      if (!self) return {};
       if (std::none_of(declared.begin(), declared.end(), [&](auto& d) { return d.name == name; })) {
-        log(log_level::error, who,
-            "plugin '" + who + "' asked for '" + std::string(name) + "', which it does not declare in \"depends_on\"");
+        self->log(log_level::error, who,
+                  "plugin '" + who + "' asked for '" + std::string(name) + "', which it does not declare in \"depends_on\"");
         return {};
       }
-      auto e = find(name);
-      if (!e || !e->instance || !e->ver) return {};
-      return plugin_ptr<plugin>(std::shared_ptr<plugin>(e->instance, static_cast<plugin*>(e->instance.get())), &e->ver->meta);
+      std::lock_guard lk(self->mu_);
+      auto it = self->entries_.find(name);
+      if (it == self->entries_.end() || !it->second->lease) return {};
+      auto& l = it->second->lease;
+      return plugin_ptr<plugin>(std::shared_ptr<plugin>(l->instance, static_cast<plugin*>(l->instance.get())), &l->ver->meta);
     };
   }
 

@@ -22,6 +22,28 @@
 #ifndef PLUGIN_NAME
 #define PLUGIN_NAME "counter"
 #endif
+// Up to two dependencies: DEP1/DEP2 name a plugin, DEP1_REQ a version requirement.
+#ifndef DEP1_REQ
+#define DEP1_REQ ""
+#endif
+#if defined(DEP2)
+#define PLUGIN_DEPS R"(, "depends_on": [")" DEP1 " " DEP1_REQ R"(", ")" DEP2 R"("])"
+#elif defined(DEP1)
+#define PLUGIN_DEPS R"(, "depends_on": [")" DEP1 " " DEP1_REQ R"("])"
+#else
+#define PLUGIN_DEPS ""
+#endif
+#if defined(DEP2)
+#define DEP_NAMES DEP1, DEP2,
+#elif defined(DEP1)
+#define DEP_NAMES DEP1,
+#else
+#define DEP_NAMES
+#endif
+// Every lifecycle hook waits this long on an Asio timer (async work, not blocking).
+#ifndef HOOK_DELAY_MS
+#define HOOK_DELAY_MS 0
+#endif
 
 namespace asio = boost::asio;
 using hotreload::awaitable;
@@ -43,7 +65,9 @@ public:
   int heartbeats() const override { return beats_; }
 
   awaitable<void> setup_async() override {
+    co_await delay();
     note("setup");
+    see_dependencies();
 #ifdef FAIL_SETUP
     throw std::runtime_error("setup failure requested by the test");
 #endif
@@ -51,12 +75,15 @@ public:
     co_return;
   }
   awaitable<void> teardown_async() override {
+    co_await delay();
     note("teardown");
     heartbeat_.cancel();
     co_return;
   }
   awaitable<void> on_reload_async() override {
+    co_await delay();
     note("on_reload");
+    see_dependencies();
 #ifdef FAIL_ON_RELOAD
     throw std::runtime_error("on_reload_async failure requested by the test");
 #endif
@@ -88,8 +115,23 @@ public:
   }
 
 private:
-  void note(const char* what) {
+  void note(const std::string& what) {
     if (journal_) journal_->add(std::string(PLUGIN_VERSION) + ":" + what);
+  }
+  awaitable<void> delay() {
+    if (HOOK_DELAY_MS == 0) co_return;
+    asio::steady_timer t(ctx_.executor(), std::chrono::milliseconds(HOOK_DELAY_MS));
+    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  // Records "<name> sees <dependency> <version>" for each dependency, through the context.
+  void see_dependencies() {
+    const char* const deps[] = {DEP_NAMES nullptr};
+    for (const char* const* d = deps; *d; ++d) {
+      const char* dep = *d;
+      auto p = ctx_.get<test::counter_iface>(dep);
+      if (journal_)
+        journal_->add(std::string(PLUGIN_NAME) + " sees " + dep + " " + (p ? p->version() : std::string("nothing")));
+    }
   }
   // A timer of a kind the host itself never uses, whose handler is plugin code.
   void arm() {
@@ -106,4 +148,4 @@ private:
   std::atomic<int> beats_{0};
 };
 
-HOTRELOAD_PLUGIN(counter_plugin, R"({"name": ")" PLUGIN_NAME R"(", "version": ")" PLUGIN_VERSION R"("})")
+HOTRELOAD_PLUGIN(counter_plugin, R"({"name": ")" PLUGIN_NAME R"(", "version": ")" PLUGIN_VERSION R"(")" PLUGIN_DEPS "}")
