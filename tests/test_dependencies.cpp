@@ -219,3 +219,28 @@ TEST_CASE("semver requirements") {
   CHECK(!satisfies("one", ">=1"));
   CHECK(!satisfies("1.0", ">=x"));
 }
+
+TEST_CASE("a deleted dependency unloads its dependents first, when deleted libraries unload") {
+  sandbox box;
+  for (auto& [variant, file] : diamond) box.install(variant, file);
+  asio::io_context io;
+  auto opts = box.opts();
+  opts.on_remove = hr::remove_action::unload;
+  opts.verbosity = hr::log_level::off;
+  hr::basic_hot_reloader<test::counter_iface, hr::inotify_watcher> r(io.get_executor(), opts);
+  recorder rec;
+  rec.attach(r);
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    fs::remove(box.plugins / "db.so");
+    co_await rec.next([](auto& e) { return e.kind == hr::event_kind::stopped && e.plugin == "db"; });
+    std::vector<std::string> stopped;
+    for (auto& e : rec.events)
+      if (e.kind == hr::event_kind::stopped) stopped.push_back(e.plugin);
+    REQUIRE(stopped.size() == 4);
+    CHECK(stopped.front() == "top");
+    CHECK(stopped.back() == "db");
+    CHECK(r.plugins().empty());
+    co_await r.async_stop(use_awaitable);
+  });
+}

@@ -906,13 +906,40 @@ private:
           "Plugin library removed: " + file.string() + "; plugin '" + e->name + "' keeps serving its loaded version");
       co_return;
     }
-    co_await e->lock.lock(strand_);
-    detail::unlock_on_exit unlock{e->lock};
     if (e->removed || detail::stamp_of(e->source)) co_return; // stopped meanwhile, or back already
     log(log_level::info, e->name, "Plugin library removed: " + file.string() + "; unloading plugin '" + e->name + "'");
-    co_await stop_locked(*e);
-    std::lock_guard lk(mu_);
-    entries_.erase(e->name);
+    // Its dependents cannot serve without it: they go first.
+    std::vector<entry_ptr> victims{e};
+    for (std::size_t i = 0; i < victims.size(); ++i) {
+      std::lock_guard lk(mu_);
+      for (auto& [n, other] : entries_)
+        if (other->ver && std::find(victims.begin(), victims.end(), other) == victims.end() &&
+            std::any_of(other->ver->meta.depends_on.begin(), other->ver->meta.depends_on.end(),
+                        [&](auto& d) { return d.name == victims[i]->name; }))
+          victims.push_back(other);
+    }
+    for (auto& v : dependents_first(std::move(victims))) {
+      co_await v->lock.lock(strand_);
+      detail::unlock_on_exit unlock{v->lock};
+      if (v->removed) continue;
+      co_await stop_locked(*v);
+      std::lock_guard lk(mu_);
+      entries_.erase(v->name);
+    }
+  }
+
+  // `all`, ordered so that every plugin comes before the plugins it depends on.
+  static std::vector<entry_ptr> dependents_first(std::vector<entry_ptr> all) {
+    std::vector<std::vector<std::size_t>> preds(all.size());
+    for (std::size_t i = 0; i < all.size(); ++i)
+      if (all[i]->ver)
+        for (auto& d : all[i]->ver->meta.depends_on)
+          for (std::size_t j = 0; j < all.size(); ++j)
+            if (all[j]->name == d.name) preds[i].push_back(j);
+    auto order = topological(preds);
+    std::vector<entry_ptr> out;
+    for (auto it = order.rbegin(); it != order.rend(); ++it) out.push_back(all[*it]);
+    return out;
   }
 
   entry_ptr find_by_source(const std::filesystem::path& file) const {
@@ -1571,16 +1598,7 @@ private:
       std::lock_guard lk(mu_);
       for (auto& [name, e] : entries_) all.push_back(e);
     }
-    std::vector<std::vector<std::size_t>> preds(all.size());
-    for (std::size_t i = 0; i < all.size(); ++i)
-      if (all[i]->ver)
-        for (auto& d : all[i]->ver->meta.depends_on)
-          for (std::size_t j = 0; j < all.size(); ++j)
-            if (all[j]->name == d.name) preds[i].push_back(j);
-    auto order = topological(preds);
-    std::vector<entry_ptr> ordered;
-    for (auto it = order.rbegin(); it != order.rend(); ++it) ordered.push_back(all[*it]);
-    for (auto& e : ordered) {
+    for (auto& e : dependents_first(std::move(all))) {
       co_await e->lock.lock(strand_);
       detail::unlock_on_exit unlock{e->lock};
       co_await stop_locked(*e);
