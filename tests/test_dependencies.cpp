@@ -244,3 +244,29 @@ TEST_CASE("a deleted dependency unloads its dependents first, when deleted libra
     co_await r.async_stop(use_awaitable);
   });
 }
+
+TEST_CASE("changes landing in one debounce window are one batch: all validated before any is published") {
+  sandbox box;
+  for (auto p : {"slow1", "slow2", "slow3", "slow4", "slow5"}) box.install(p, std::string(p) + ".so");
+  asio::io_context io;
+  auto opts = box.opts();
+  opts.debounce = 300ms;
+  hr::basic_hot_reloader<test::counter_iface, hr::inotify_watcher> r(io.get_executor(), opts);
+  recorder rec;
+  rec.attach(r);
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    for (auto p : {"slow1", "slow2", "slow3", "slow4", "slow5"}) box.install(p, std::string(p) + ".so");
+    co_await rec.next([n = 0](const hr::reload_event& e) mutable {
+      return e.kind == hr::event_kind::reloaded && ++n == 5;
+    });
+    std::size_t last_start = 0, first_done = rec.events.size();
+    for (std::size_t i = 0; i < rec.events.size(); ++i) {
+      if (rec.events[i].kind == hr::event_kind::reload_started) last_start = i;
+      if (rec.events[i].kind == hr::event_kind::reloaded) first_done = std::min(first_done, i);
+    }
+    CHECK(rec.count(hr::event_kind::reload_started) == 5);
+    CHECK(last_start < first_done);
+    co_await r.async_stop(use_awaitable);
+  });
+}
