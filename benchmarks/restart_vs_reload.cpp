@@ -7,6 +7,7 @@
 // Prints one JSON object per line on stdout, a table on stderr.
 #include <hotreload.hpp>
 
+#include "bench.hpp"
 #include "plugins/counter_iface.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -28,7 +29,7 @@ extern char** environ;
 namespace asio = boost::asio;
 namespace hr = hotreload;
 namespace fs = std::filesystem;
-using clock_type = std::chrono::steady_clock;
+using bench::clock_type;
 
 namespace {
 
@@ -91,21 +92,11 @@ double restart_ms(const char* self, const fs::path& dir) {
   return n > 0 ? std::chrono::duration<double, std::milli>(t).count() : -1;
 }
 
-struct stats {
-  double p50, p90, p99, max;
-};
-stats summarize(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  auto at = [&](double q) { return v[std::min(v.size() - 1, static_cast<std::size_t>(q * v.size()))]; };
-  return {at(0.5), at(0.9), at(0.99), v.back()};
-}
-
 void report(const char* kase, const std::vector<double>& ms, double baseline_ms) {
-  auto s = summarize(ms);
-  std::printf("{\"bench\": \"restart_vs_reload\", \"case\": \"%s\", \"n\": %zu, \"ms\": %.2f, \"p50_us\": %.0f, "
-              "\"p90_us\": %.0f, \"p99_us\": %.0f, \"max_us\": %.0f, \"ratio_to_restart\": %.3f}\n",
-              kase, ms.size(), s.p50, s.p50 * 1e3, s.p90 * 1e3, s.p99 * 1e3, s.max * 1e3, s.p50 / baseline_ms);
-  std::fprintf(stderr, "%-28s p50 %8.2f ms   p90 %8.2f ms   (%.2fx restart)\n", kase, s.p50, s.p90, s.p50 / baseline_ms);
+  std::vector<double> us;
+  for (double m : ms) us.push_back(m * 1000);
+  auto p50 = bench::summarize(ms).p50;
+  bench::report("restart_vs_reload", kase, us, bench::field("ms", p50) + bench::field("ratio_to_restart", p50 / baseline_ms));
 }
 
 } // namespace
@@ -147,7 +138,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "restart_vs_reload: a case failed\n");
     return 1;
   }
-  auto base = summarize(restart).p50;
+  auto base = bench::summarize(restart).p50;
   std::fprintf(stderr, "5 plugins, 50 ms of async work per hook, %d trials:\n", trials);
   report("full_restart", restart, base);
   report("sequential_reload", sequential, base);

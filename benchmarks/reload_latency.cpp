@@ -1,0 +1,172 @@
+// Time from a rebuilt library landing (rename into the watched directory) to the first
+// successful call that returns the new version; against the floor measured in the same run:
+// shadow copy + dlopen(RTLD_NOW) + symbol lookup + factory + dlclose, by hand.
+//
+//   reload_latency [--trials N] [--polling-trials N]
+#include <hotreload.hpp>
+
+#include "bench.hpp"
+#include "plugins/counter_iface.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <map>
+
+#include <dlfcn.h>
+
+namespace asio = boost::asio;
+namespace hr = hotreload;
+namespace fs = std::filesystem;
+using bench::clock_type;
+
+namespace {
+
+const fs::path built = BENCH_PLUGIN_DIR;
+
+struct sandbox {
+  fs::path root = fs::temp_directory_path() / ("hotreload-latency-" + std::to_string(::getpid()));
+  fs::path plugins = root / "plugins", shadow = root / "shadow";
+  sandbox() {
+    fs::create_directories(plugins);
+    install(0);
+  }
+  ~sandbox() { fs::remove_all(root); }
+  // A new build, written next to its destination, then renamed into place (land()).
+  void stage(int i) const {
+    fs::copy_file(built / (i % 2 ? "bench_counter_v2.so" : "bench_counter_v1.so"), plugins / ".counter.so.tmp",
+                  fs::copy_options::overwrite_existing);
+  }
+  void land() const { fs::rename(plugins / ".counter.so.tmp", plugins / "counter.so"); }
+  void install(int i) const {
+    stage(i);
+    land();
+  }
+  hr::options opts() const {
+    return hr::options{.plugin_dirs = {plugins}, .debounce = std::chrono::milliseconds(0), .paths_env = {},
+                       .shadow_dir = shadow, .verbosity = hr::log_level::warning};
+  }
+};
+
+// The floor: what any reloader must do at least, done by hand.
+std::vector<double> floor_us(int trials, const sandbox& box) {
+  std::vector<double> us;
+  asio::io_context io;
+  fs::create_directories(box.shadow / "floor");
+  for (int t = 0; t < trials; ++t) {
+    auto image = box.shadow / "floor" / ("counter." + std::to_string(t) + ".so");
+    auto t0 = clock_type::now();
+    if (!hr::detail::copy_file_private(box.plugins / "counter.so", image).empty()) return {};
+    void* h = ::dlopen(image.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!h) return {};
+    auto* tag = static_cast<const hr::abi_tag*>(::dlsym(h, "hotreload_abi_tag"));
+    auto* meta = static_cast<const char*>(::dlsym(h, "hotreload_metadata"));
+    auto* create = reinterpret_cast<hr::detail::create_fn*>(::dlsym(h, "hotreload_create"));
+    if (!tag || !meta || !create) return {};
+    std::string why;
+    hr::plugin_context ctx("counter", io.get_executor(), hr::plugin_logger({}, "counter"), {}, {});
+    auto* p = static_cast<test::counter_iface*>(create(ctx, why));
+    p->count();
+    delete p;
+    ::dlclose(h);
+    ::unlink(image.c_str());
+    us.push_back(bench::us_since(t0));
+  }
+  return us;
+}
+
+using steps_t = std::map<hr::reload_step, std::vector<double>>;
+
+// Renames new builds into place `trials` times and waits for the new code to answer.
+template <class Watcher>
+std::vector<double> watched_us(int trials, const sandbox& box, steps_t* steps, std::vector<double>* detect) {
+  std::vector<double> us;
+  asio::io_context io;
+  hr::basic_hot_reloader<test::counter_iface, Watcher> r(io.get_executor(), box.opts());
+  clock_type::time_point t0;
+  asio::steady_timer done(io);
+  r.subscribe([&](const hr::reload_event& e) {
+    if (e.kind == hr::event_kind::reload_started && detect) detect->push_back(bench::us_since(t0));
+    if (e.kind == hr::event_kind::reload_step && steps)
+      (*steps)[e.step].push_back(std::chrono::duration<double, std::micro>(e.duration).count());
+    if (e.kind == hr::event_kind::reloaded || e.kind == hr::event_kind::reload_failed) done.cancel();
+  });
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    co_await r.async_start(asio::use_awaitable);
+    for (int t = 1; t <= trials; ++t) {
+      std::string want = t % 2 ? "2.0.0" : "1.0.0";
+      done.expires_at(asio::steady_timer::time_point::max());
+      box.stage(t);
+      t0 = clock_type::now();
+      box.land();
+      co_await done.async_wait(asio::as_tuple(asio::use_awaitable));
+      auto p = co_await r.async_get("counter", asio::use_awaitable);
+      if (p->version() != want) throw std::runtime_error("the new version did not answer");
+      us.push_back(bench::us_since(t0));
+    }
+    co_await r.async_stop(asio::use_awaitable);
+  }, [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
+  io.run();
+  return us;
+}
+
+std::vector<double> manual_us(int trials, const sandbox& box) {
+  std::vector<double> us;
+  asio::io_context io;
+  hr::basic_hot_reloader<test::counter_iface, hr::manual_watcher> r(io.get_executor(), box.opts());
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    co_await r.async_start(asio::use_awaitable);
+    for (int t = 1; t <= trials; ++t) {
+      box.install(t);
+      auto t0 = clock_type::now();
+      co_await r.async_reload_plugin("counter", asio::use_awaitable);
+      auto p = co_await r.async_get("counter", asio::use_awaitable);
+      p->count();
+      us.push_back(bench::us_since(t0));
+    }
+    co_await r.async_stop(asio::use_awaitable);
+  }, [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
+  io.run();
+  return us;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  int trials = bench::arg(argc, argv, "--trials", 200);
+  int polling_trials = bench::arg(argc, argv, "--polling-trials", 30);
+  sandbox box;
+  auto size = fs::file_size(box.plugins / "counter.so");
+  std::fprintf(stderr, "plugin: %ju bytes (-O2)\n", static_cast<std::uintmax_t>(size));
+
+  auto floor = floor_us(trials, box);
+  if (floor.empty()) {
+    std::fprintf(stderr, "reload_latency: the floor could not be measured\n");
+    return 1;
+  }
+  auto f = bench::summarize(floor).p50;
+  bench::report("reload_latency", "floor_copy_dlopen_factory_dlclose", floor,
+                bench::field("plugin_bytes", double(size)));
+
+  steps_t steps;
+  std::vector<double> detect;
+  auto inotify = watched_us<hr::inotify_watcher>(trials, box, &steps, &detect);
+  bench::report("reload_latency", "inotify_debounce_0", inotify,
+                bench::field("ratio_to_floor", bench::summarize(inotify).p50 / f));
+  bench::report("reload_latency", "inotify_step_detect", detect);
+  const std::pair<hr::reload_step, const char*> names[] = {
+      {hr::reload_step::library_loaded, "copy_load_check"}, {hr::reload_step::quiesced, "quiesce"},
+      {hr::reload_step::state_saved, "get_state"},          {hr::reload_step::torn_down, "teardown"},
+      {hr::reload_step::constructed, "construct"},          {hr::reload_step::state_restored, "set_state"},
+      {hr::reload_step::reload_hook, "on_reload"},          {hr::reload_step::published, "publish"}};
+  for (auto& [step, name] : names)
+    bench::report("reload_latency", std::string("inotify_step_until_") + name, steps[step]);
+
+  auto polling = watched_us<hr::polling_watcher>(polling_trials, box, nullptr, nullptr);
+  bench::report("reload_latency", "polling_default_interval", polling,
+                bench::field("ratio_to_floor", bench::summarize(polling).p50 / f));
+  auto manual = manual_us(trials, box);
+  bench::report("reload_latency", "manual_async_reload_plugin", manual,
+                bench::field("ratio_to_floor", bench::summarize(manual).p50 / f));
+  return 0;
+}
