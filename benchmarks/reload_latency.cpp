@@ -84,18 +84,20 @@ std::vector<double> watched_us(int trials, const sandbox& box, steps_t* steps, s
   asio::io_context io;
   hr::basic_hot_reloader<test::counter_iface, Watcher> r(io.get_executor(), box.opts());
   clock_type::time_point t0;
-  asio::steady_timer done(io);
+  asio::steady_timer done(io), unloaded(io);
   r.subscribe([&](const hr::reload_event& e) {
     if (e.kind == hr::event_kind::reload_started && detect) detect->push_back(bench::us_since(t0));
     if (e.kind == hr::event_kind::reload_step && steps)
       (*steps)[e.step].push_back(std::chrono::duration<double, std::micro>(e.duration).count());
     if (e.kind == hr::event_kind::reloaded || e.kind == hr::event_kind::reload_failed) done.cancel();
+    if (e.kind == hr::event_kind::unloaded) unloaded.cancel();
   });
   asio::co_spawn(io, [&]() -> asio::awaitable<void> {
     co_await r.async_start(asio::use_awaitable);
     for (int t = 1; t <= trials; ++t) {
       std::string want = t % 2 ? "2.0.0" : "1.0.0";
       done.expires_at(asio::steady_timer::time_point::max());
+      unloaded.expires_at(asio::steady_timer::time_point::max());
       box.stage(t);
       t0 = clock_type::now();
       box.land();
@@ -103,6 +105,9 @@ std::vector<double> watched_us(int trials, const sandbox& box, steps_t* steps, s
       auto p = co_await r.async_get("counter", asio::use_awaitable);
       if (p->version() != want) throw std::runtime_error("the new version did not answer");
       us.push_back(bench::us_since(t0));
+      p.reset();
+      // Trials are independent: the previous version is unmapped before the next lands.
+      co_await unloaded.async_wait(asio::as_tuple(asio::use_awaitable));
     }
     co_await r.async_stop(asio::use_awaitable);
   }, [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
