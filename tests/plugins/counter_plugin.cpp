@@ -102,7 +102,11 @@ public:
 #ifdef FAIL_GET_STATE
     throw std::runtime_error("get_reload_state failure requested by the test");
 #endif
-    co_return boost::json::object{{"count", count_.load()}};
+    boost::json::object state{{"count", count_.load()}};
+    // options.plugin_config {"counter": {"state_bytes": N}}: a state of about N bytes.
+    if (auto* n = ctx_.config().if_contains("state_bytes"))
+      state["blob"] = std::string(static_cast<std::size_t>(n->to_number<std::int64_t>()), 'x');
+    co_return state;
   }
   awaitable<void> set_reload_state(boost::json::value state) override {
     note("set_state");
