@@ -381,6 +381,48 @@ TEST_CASE("two threads: calls never fail while the plugin is reloaded 200 times"
   CHECK(calls > 0);
 }
 
+TEST_CASE("try_get's per-thread cache follows every change at once") {
+  harness h;
+  auto& [box, io, r, rec] = h;
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    auto first = r.try_get("counter"); // cached from here on
+    REQUIRE(first);
+    CHECK(r.try_get("counter") == first);
+    // Disabled while `first` keeps the version alive: the cache must not hand it out.
+    CHECK(!r.disable("counter"));
+    CHECK(!r.try_get("counter"));
+    CHECK(!r.enable("counter"));
+    CHECK(r.try_get("counter") == first);
+
+    // Quiescing while `first` is held, then the new version.
+    box.install("counter_v2");
+    bool reloaded = false;
+    asio::co_spawn(io, r.async_reload_plugin("counter", use_awaitable), [&](std::exception_ptr) { reloaded = true; });
+    co_await rec.next([](auto& e) { return e.step == hr::reload_step::library_loaded; });
+    CHECK(!r.try_get("counter"));
+    first.reset();
+    co_await rec.next(hr::event_kind::reloaded);
+    REQUIRE(r.try_get("counter"));
+    CHECK(r.try_get("counter")->version() == "2.0.0");
+
+    // Another reloader of the same interface with a plugin of the same name: its own answers.
+    sandbox other;
+    other.install("counter_v1");
+    reloader r2(io.get_executor(), other.opts());
+    co_await r2.async_start(use_awaitable);
+    REQUIRE(r2.try_get("counter"));
+    CHECK(r2.try_get("counter")->version() == "1.0.0");
+    CHECK(r.try_get("counter")->version() == "2.0.0");
+    co_await r2.async_stop(use_awaitable);
+    CHECK(!r2.try_get("counter"));
+
+    co_await r.async_stop(use_awaitable);
+    CHECK(!r.try_get("counter"));
+    CHECK(reloaded);
+  });
+}
+
 TEST_CASE("enable and disable: the flag survives reloads") {
   harness h;
   auto& [box, io, r, rec] = h;

@@ -34,6 +34,8 @@
 #include <boost/json/value.hpp>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstdio>
@@ -46,6 +48,14 @@
 #include <fnmatch.h>
 
 namespace hotreload {
+
+namespace detail {
+/// A process-wide unique id (never reused, unlike an address).
+inline std::uint64_t next_object_id() {
+  static std::atomic<std::uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+} // namespace detail
 
 /// A plugin as the reloader sees it, for listings (`plugins` command, `GET /plugins`).
 struct plugin_info {
@@ -129,6 +139,7 @@ public:
     watcher_.value.stop();
     std::lock_guard lk(mu_);
     for (auto& [name, e] : entries_) e->lease.reset();
+    changed();
   }
 
   executor_type get_executor() const noexcept { return ex_; }
@@ -189,12 +200,29 @@ public:
   /// The serving version, or an empty pointer if the plugin is unknown, disabled, being
   /// reloaded or failed. Never waits.
   pointer try_get(std::string_view name) const {
-    std::lock_guard lk(mu_);
-    auto it = entries_.find(name);
-    if (it == entries_.end()) return {};
-    auto& e = *it->second;
-    if (!e.enabled || e.quiescing || !e.lease) return {};
-    return make_pointer(e.lease);
+    // Fast path: this thread's cache of recent answers, valid while nothing changed in this
+    // reloader (publication_). A cached weak reference can only be locked while its version
+    // still serves or is still held; a change bumps publication_, sending callers to the
+    // slow path, which sees `quiescing` and refuses.
+    auto& cache = try_get_cache();
+    auto publication = publication_.load(std::memory_order_acquire);
+    for (auto& c : cache.slots)
+      if (c.owner == id_ && c.publication == publication && c.name == name) {
+        if (auto l = c.lease.lock()) return make_pointer(std::move(l));
+        break;
+      }
+    std::shared_ptr<lease_block> l;
+    {
+      std::lock_guard lk(mu_);
+      auto it = entries_.find(name);
+      if (it == entries_.end()) return {};
+      auto& e = *it->second;
+      if (!e.enabled || e.quiescing || !e.lease) return {};
+      l = e.lease;
+      auto& slot = cache.slots[cache.next++ % cache.slots.size()];
+      slot = {id_, publication_.load(std::memory_order_relaxed), std::string(name), l};
+    }
+    return make_pointer(std::move(l));
   }
 
   /// A disabled plugin stays loaded, keeps reloading, and is not handed out.
@@ -313,7 +341,7 @@ private:
   };
   using entry_ptr = std::shared_ptr<entry>;
 
-  enum class hook { setup, teardown, on_reload, get_state, set_state };
+  enum class hook { setup, teardown, on_reload, get_state, set_state, migrate_state };
 
   // Holds a policy built in place from whatever it accepts, so that a policy need not be
   // movable (a [[no_unique_address]] member cannot be initialised by elision).
@@ -388,6 +416,29 @@ private:
   static pointer make_pointer(const std::shared_ptr<lease_block>& l) {
     return pointer(std::shared_ptr<Interface>(l, l->instance.get()), &l->ver->meta);
   }
+  static pointer make_pointer(std::shared_ptr<lease_block>&& l) {
+    auto* object = l->instance.get();
+    auto* meta = &l->ver->meta;
+    return pointer(std::shared_ptr<Interface>(std::move(l), object), meta);
+  }
+
+  // try_get's per-thread cache (one per Interface type, shared by its reloaders).
+  struct try_get_slot {
+    std::uint64_t owner = 0;      // id_ of the reloader
+    std::uint64_t publication = 0; // its publication_ when cached
+    std::string name;
+    std::weak_ptr<lease_block> lease;
+  };
+  struct try_get_slots {
+    std::array<try_get_slot, 4> slots;
+    unsigned next = 0;
+  };
+  static try_get_slots& try_get_cache() {
+    thread_local try_get_slots cache;
+    return cache;
+  }
+  // Called, under mu_, after every change of what try_get would answer.
+  void changed() { publication_.fetch_add(1, std::memory_order_release); }
 
   entry_ptr find(std::string_view name) const {
     std::lock_guard lk(mu_);
@@ -458,7 +509,8 @@ private:
     case hook::teardown: return t.teardown;
     case hook::on_reload: return t.on_reload;
     case hook::get_state: return t.get_state;
-    case hook::set_state: return t.set_state;
+    case hook::set_state:
+    case hook::migrate_state: return t.set_state;
     }
     return t.setup;
   }
@@ -469,6 +521,7 @@ private:
     case hook::on_reload: return "on_reload_async";
     case hook::get_state: return "get_reload_state";
     case hook::set_state: return "set_reload_state";
+    case hook::migrate_state: return "migrate_state";
     }
     return "?";
   }
@@ -479,6 +532,7 @@ private:
     case hook::on_reload: return errc::reload_hook_failed;
     case hook::get_state: return errc::state_save_failed;
     case hook::set_state: return errc::state_restore_failed;
+    case hook::migrate_state: return errc::state_migration_failed;
     }
     return errc::setup_failed;
   }
@@ -496,6 +550,10 @@ private:
   }
   static awaitable<void> call_set_state(std::shared_ptr<Interface> p, boost::json::value state) {
     co_await p->set_reload_state(std::move(state));
+  }
+  static awaitable<void> call_migrate_state(std::shared_ptr<Interface> p, std::int64_t from,
+                                            std::shared_ptr<boost::json::value> state) {
+    *state = co_await p->migrate_state(from, std::move(*state));
   }
 
   // Runs one hook under its time limit. The hook runs on an executor that keeps `v`
@@ -549,6 +607,22 @@ private:
         // Built outside the co_await expression: g++ 12 mishandles temporaries there.
         boost::json::value custom;
         if (auto c = snapshot->if_contains("custom")) custom = *c;
+        std::int64_t from = 1;
+        if (auto sv = snapshot->if_contains("state_version"); sv && sv->is_int64()) from = sv->get_int64();
+        if (from != v->meta.state_version) {
+          auto migrated = std::make_shared<boost::json::value>(std::move(custom));
+          err = co_await run_hook(v, hook::migrate_state, call_migrate_state(inst, from, migrated));
+          if (err.code == errc::state_migration_failed)
+            err.message = "plugin '" + e.name + "' " + v->meta.version + " (state_version " +
+                          std::to_string(v->meta.state_version) + ") was given a state of state_version " +
+                          std::to_string(from) + " and " + err.message.substr(err.message.find("migrate_state")) +
+                          "; implement migrate_state(from_version, state) to convert it, or keep the state_version";
+          if (err) co_return nullptr;
+          custom = std::move(*migrated);
+          log(log_level::info, e.name,
+              "Migrated state of plugin " + e.name + " from state_version " + std::to_string(from) + " to " +
+                  std::to_string(v->meta.state_version));
+        }
         err = co_await run_hook(v, hook::set_state, call_set_state(inst, std::move(custom)));
         if (err) co_return nullptr;
         if (!first) step(e, reload_step::state_restored, old_v, v, t0, "Restored state");
@@ -569,6 +643,7 @@ private:
       std::lock_guard lk(mu_);
       e.lease = std::make_shared<lease_block>(e.instance, e.ver);
       e.quiescing = false;
+      changed();
       e.info.version = e.ver->meta.version;
       e.info.state_version = e.ver->meta.state_version;
       e.info.serving = true;
@@ -586,6 +661,7 @@ private:
       std::lock_guard lk(mu_);
       e.lease.reset();
       e.quiescing = false;
+      changed();
       e.info.serving = false;
       e.info.version.clear();
       e.info.last_error = err;
@@ -651,6 +727,7 @@ private:
       }
       mine = std::move(e.lease);
       e.lease.reset();
+      changed();
     }
     mine.reset();
     if (!sig) co_return error_info{};
@@ -679,6 +756,7 @@ private:
       std::lock_guard lk(mu_);
       e.lease = weak.lock();
       e.quiescing = false;
+      changed();
     }
     if (restore) release_waiters(e, {});
     co_return fail(e.name, errc::quiesce_timeout,
@@ -693,6 +771,7 @@ private:
       std::lock_guard lk(mu_);
       e.lease = std::make_shared<lease_block>(e.instance, e.ver);
       e.quiescing = false;
+      changed();
     }
     release_waiters(e, {});
   }
@@ -925,6 +1004,7 @@ private:
       co_await stop_locked(*v);
       std::lock_guard lk(mu_);
       entries_.erase(v->name);
+      changed();
     }
   }
 
@@ -1107,6 +1187,7 @@ private:
         std::lock_guard lk(mu_);
         e.enabled = en->get_bool();
         e.info.enabled = e.enabled;
+        changed();
       }
     error_info err;
     auto inst = co_await bring_up(e, v, snapshot, true, nullptr, t0, err);
@@ -1652,6 +1733,7 @@ private:
       std::lock_guard lk(mu_);
       e.lease.reset();
       e.info.serving = false;
+      changed();
     }
     release_waiters(e, stopping);
     log(log_level::info, e.name, "Stopped plugin: " + e.name);
@@ -1666,6 +1748,7 @@ private:
       if (e->enabled == on) return {};
       e->enabled = on;
       e->info.enabled = on;
+      changed();
     }
     asio::post(strand_, [weak = std::weak_ptr<hub>(hub_), e, on] {
       auto h = weak.lock();
@@ -1685,6 +1768,8 @@ private:
   [[no_unique_address]] policy<Loader> loader_;
   [[no_unique_address]] policy<State> state_;
   mutable std::mutex mu_;
+  std::atomic<std::uint64_t> publication_{1}; // bumped by changed(): try_get's cache key
+  const std::uint64_t id_ = detail::next_object_id();
   std::map<std::string, entry_ptr, std::less<>> entries_;
   // Strand only.
   bool started_ = false;

@@ -41,6 +41,7 @@ enum class errc {
   missing_dependency,   ///< a plugin depends on a plugin that is not loaded (or cannot start)
   dependency_version,   ///< a dependency's version does not satisfy the requirement
   dependency_cycle,     ///< plugins depend on each other in a cycle
+  state_migration_failed, ///< the new version's migrate_state refused or failed to convert the old state
 };
 
 /// The error category of hotreload::errc ("hotreload").
@@ -78,6 +79,7 @@ public:
     case errc::missing_dependency: return "missing dependency";
     case errc::dependency_version: return "dependency version not satisfied";
     case errc::dependency_cycle: return "dependency cycle";
+    case errc::state_migration_failed: return "state migration failed";
     }
     return "unknown hotreload error";
   }

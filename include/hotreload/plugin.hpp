@@ -8,7 +8,9 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include <cstdint>
 #include <functional>
+#include <stdexcept>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -23,8 +25,9 @@ namespace hotreload {
 /// the interface's layout or virtual functions.
 ///
 /// Every hook is a coroutine that defaults to doing nothing. Reload order: get_reload_state
-/// (old) -> teardown_async (old) -> constructor (new) -> set_reload_state (new) ->
-/// on_reload_async (new). First load: constructor -> setup_async.
+/// (old) -> teardown_async (old) -> constructor (new) -> [migrate_state (new), if the
+/// versions' state_version differ] -> set_reload_state (new) -> on_reload_async (new).
+/// First load: constructor -> setup_async.
 class plugin {
 public:
   plugin() = default;
@@ -40,8 +43,26 @@ public:
   virtual awaitable<void> on_reload_async() { co_return; }
   /// The state to carry to the next version (any JSON value).
   virtual awaitable<boost::json::value> get_reload_state() { co_return boost::json::value(); }
-  /// Receives what the previous version's get_reload_state returned.
+  /// Receives what the previous version's get_reload_state returned (after migrate_state,
+  /// if the formats differ).
   virtual awaitable<void> set_reload_state(boost::json::value) { co_return; }
+  /// Converts a state saved by a version whose metadata `state_version` was `from_version`
+  /// into this version's format (Erlang's code_change). Called on the new instance, before
+  /// set_reload_state, only when the two state_versions differ; in either direction (a
+  /// downgrade gives a newer format). Throwing refuses the state: the reload rolls back. The
+  /// default refuses, so a state is never handed to code that does not know its format.
+  virtual awaitable<boost::json::value> migrate_state(std::int64_t from_version, boost::json::value state) {
+    (void)state;
+    throw no_migration(from_version);
+    co_return boost::json::value();
+  }
+
+  /// What the default migrate_state throws.
+  struct no_migration : std::runtime_error {
+    explicit no_migration(std::int64_t from)
+        : std::runtime_error("it does not implement migrate_state, so it cannot read a state of state_version " +
+                             std::to_string(from)) {}
+  };
 };
 
 /// A host-defined object shared with every plugin (type-checked on access).

@@ -1,5 +1,11 @@
 // A counter plugin, built in several variants (see meson.build): PLUGIN_VERSION sets the
-// version, and each FAIL_* / HANG_* macro makes one hook misbehave.
+// version, and each FAIL_* / HANG_* macro makes one hook misbehave. At run time,
+// options.plugin_config {"counter": {"fail_hook": H, "fail_how": "std"|"int"|"hang",
+// "fail_version": V}} makes hook H (ctor, setup, teardown, get_state, set_state,
+// migrate_state, on_reload) of version V (default: every version) throw a std::exception,
+// throw an int, or never finish. STATE_V2: state_version 2, state {"total", "history"}, with
+// a migration from state_version 1. META_SLOT: the metadata lives in a 1.2 MB array that
+// tests patch in copies of the file. STATIC_INIT_THROWS: a static initialiser throws.
 #include "counter_iface.hpp"
 
 #include <hotreload/export.hpp>
@@ -40,6 +46,11 @@
 #else
 #define DEP_NAMES
 #endif
+#ifdef STATE_V2
+#define PLUGIN_STATE_VERSION R"(, "state_version": 2)"
+#else
+#define PLUGIN_STATE_VERSION ""
+#endif
 // Every lifecycle hook waits this long on an Asio timer (async work, not blocking).
 #ifndef HOOK_DELAY_MS
 #define HOOK_DELAY_MS 0
@@ -48,11 +59,20 @@
 namespace asio = boost::asio;
 using hotreload::awaitable;
 
+#ifdef STATIC_INIT_THROWS
+namespace {
+struct throws_at_load {
+  throws_at_load() { throw std::runtime_error("static initialiser failure requested by the test"); }
+} throws_at_load_instance;
+} // namespace
+#endif
+
 class counter_plugin final : public test::counter_iface {
 public:
   explicit counter_plugin(const hotreload::plugin_context& ctx)
       : ctx_(ctx), journal_(ctx.shared<test::journal>()), heartbeat_(ctx.executor()) {
     note("ctor");
+    fail_now("ctor");
 #ifdef FAIL_CTOR
     throw std::runtime_error("constructor failure requested by the test");
 #endif
@@ -67,6 +87,7 @@ public:
   awaitable<void> setup_async() override {
     co_await delay();
     note("setup");
+    co_await maybe_fail("setup");
     see_dependencies();
 #ifdef FAIL_SETUP
     throw std::runtime_error("setup failure requested by the test");
@@ -78,11 +99,13 @@ public:
     co_await delay();
     note("teardown");
     heartbeat_.cancel();
+    co_await maybe_fail("teardown");
     co_return;
   }
   awaitable<void> on_reload_async() override {
     co_await delay();
     note("on_reload");
+    co_await maybe_fail("on_reload");
     see_dependencies();
 #ifdef FAIL_ON_RELOAD
     throw std::runtime_error("on_reload_async failure requested by the test");
@@ -99,10 +122,16 @@ public:
   }
   awaitable<boost::json::value> get_reload_state() override {
     note("get_state");
+    co_await maybe_fail("get_state");
 #ifdef FAIL_GET_STATE
     throw std::runtime_error("get_reload_state failure requested by the test");
 #endif
+#ifdef STATE_V2
+    history_.emplace_back(PLUGIN_VERSION);
+    boost::json::object state{{"total", count_.load()}, {"history", history_}};
+#else
     boost::json::object state{{"count", count_.load()}};
+#endif
     // options.plugin_config {"counter": {"state_bytes": N}}: a state of about N bytes.
     if (auto* n = ctx_.config().if_contains("state_bytes"))
       state["blob"] = std::string(static_cast<std::size_t>(n->to_number<std::int64_t>()), 'x');
@@ -110,15 +139,56 @@ public:
   }
   awaitable<void> set_reload_state(boost::json::value state) override {
     note("set_state");
+    co_await maybe_fail("set_state");
 #ifdef FAIL_SET_STATE
     throw std::runtime_error("set_reload_state failure requested by the test");
 #endif
+#ifdef STATE_V2
+    // Only ever given its own format: older ones went through migrate_state.
+    count_ = static_cast<int>(state.at("total").to_number<std::int64_t>());
+    history_ = state.at("history").as_array();
+#else
     if (auto* o = state.if_object())
       if (auto* c = o->if_contains("count")) count_ = static_cast<int>(c->to_number<std::int64_t>());
+#endif
     co_return;
   }
+#ifdef STATE_V2
+  awaitable<boost::json::value> migrate_state(std::int64_t from, boost::json::value state) override {
+    note("migrate_state");
+    co_await maybe_fail("migrate_state");
+    if (from != 1) co_return co_await counter_iface::migrate_state(from, std::move(state)); // refuse
+    boost::json::object out{{"total", state.at("count")}, {"history", boost::json::array{}}};
+    co_return out;
+  }
+#endif
 
 private:
+  // The failure asked for in the configuration, if it is for this hook and version.
+  const char* failure_for(const char* hook) const {
+    auto& c = ctx_.config();
+    auto* h = c.if_contains("fail_hook");
+    if (!h || !h->is_string() || h->as_string() != hook) return nullptr;
+    if (auto* v = c.if_contains("fail_version"); v && v->is_string() && v->as_string() != PLUGIN_VERSION)
+      return nullptr;
+    auto* how = c.if_contains("fail_how");
+    return how && how->is_string() ? how->as_string().c_str() : "std";
+  }
+  void fail_now(const char* hook) const {
+    auto how = failure_for(hook);
+    if (!how) return;
+    if (std::string_view(how) == "int") throw 42;
+    throw std::runtime_error(std::string(hook) + " failure requested by the configuration");
+  }
+  awaitable<void> maybe_fail(const char* hook) const {
+    auto how = failure_for(hook);
+    if (how && std::string_view(how) == "hang") {
+      asio::steady_timer forever(co_await asio::this_coro::executor, std::chrono::hours(1));
+      co_await forever.async_wait(asio::as_tuple(asio::use_awaitable));
+      co_return;
+    }
+    fail_now(hook);
+  }
   void note(const std::string& what) {
     if (journal_) journal_->add(std::string(PLUGIN_VERSION) + ":" + what);
   }
@@ -149,7 +219,24 @@ private:
   test::journal* journal_;
   asio::system_timer heartbeat_;
   std::atomic<int> count_{0};
+#ifdef STATE_V2
+  boost::json::array history_;
+#endif
   std::atomic<int> beats_{0};
 };
 
-HOTRELOAD_PLUGIN(counter_plugin, R"({"name": ")" PLUGIN_NAME R"(", "version": ")" PLUGIN_VERSION R"(")" PLUGIN_DEPS "}")
+#ifndef META_SLOT
+HOTRELOAD_PLUGIN(counter_plugin, R"({"name": ")" PLUGIN_NAME R"(", "version": ")" PLUGIN_VERSION R"(")" PLUGIN_DEPS
+                                     PLUGIN_STATE_VERSION "}")
+#else
+// What HOTRELOAD_PLUGIN exports, with the metadata in a slot big enough for any test JSON.
+static_assert(::hotreload::detail::check_plugin_class<counter_plugin>());
+extern "C" HOTRELOAD_EXPORT const ::hotreload::abi_tag hotreload_abi_tag =
+    ::hotreload::make_abi_tag<counter_plugin::interface_type>();
+extern "C" HOTRELOAD_EXPORT const char hotreload_metadata[1200 * 1024] =
+    R"({"name": "counter", "version": "1.0.0", "slot": "METADATA-SLOT"})";
+extern "C" HOTRELOAD_EXPORT void* hotreload_create(const ::hotreload::plugin_context& context,
+                                                   std::string& error) noexcept {
+  return ::hotreload::detail::create_plugin<counter_plugin>(context, error);
+}
+#endif

@@ -19,12 +19,13 @@ namespace hotreload {
 /// The portable Watcher: scans the directories every options.poll_interval on an Asio
 /// timer and compares each file's device, inode, size and nanosecond mtime (so two builds
 /// in the same second are two changes). A file is reported once it has looked the same on
-/// two consecutive scans, so a write in progress is not reported half-done. Each scan costs
-/// one stat per file.
+/// two consecutive scans, so a write in progress is not reported half-done. Only files whose
+/// name ends with options.library_suffix are looked at (every file if it is empty): each scan
+/// costs a listing of every directory and one stat per library.
 class polling_watcher {
 public:
   polling_watcher(asio::any_io_executor ex, const options& opts)
-      : strand_(asio::make_strand(std::move(ex))), interval_(opts.poll_interval) {}
+      : strand_(asio::make_strand(std::move(ex))), interval_(opts.poll_interval), suffix_(opts.library_suffix) {}
   explicit polling_watcher(asio::any_io_executor ex) : polling_watcher(std::move(ex), options{}) {}
   polling_watcher(const polling_watcher&) = delete;
   polling_watcher& operator=(const polling_watcher&) = delete;
@@ -33,7 +34,7 @@ public:
 
   error_info start(const std::vector<std::filesystem::path>& dirs, change_handler on_change) {
     stop();
-    auto st = std::make_shared<state>(strand_, dirs, std::move(on_change), interval_);
+    auto st = std::make_shared<state>(strand_, dirs, std::move(on_change), interval_, suffix_);
     st->reported = st->scan();
     st->previous = st->reported;
     st_ = st;
@@ -66,13 +67,14 @@ private:
 
   struct state : std::enable_shared_from_this<state> {
     state(asio::strand<asio::any_io_executor> s, std::vector<std::filesystem::path> r, change_handler h,
-          std::chrono::milliseconds i)
-        : timer(s), roots(std::move(r)), handler(std::move(h)), interval(i) {}
+          std::chrono::milliseconds i, std::string suffix)
+        : timer(s), roots(std::move(r)), handler(std::move(h)), interval(i), suffix(std::move(suffix)) {}
 
     asio::steady_timer timer;
     std::vector<std::filesystem::path> roots;
     change_handler handler;
     std::chrono::milliseconds interval;
+    std::string suffix;
     snapshot reported; // what the handler was last told
     snapshot previous; // the scan before this one
     std::map<std::filesystem::path, bool> root_present;
@@ -82,6 +84,7 @@ private:
       snapshot out;
       for (auto& r : roots)
         detail::for_each_file(r, [&](const std::filesystem::path& p) {
+          if (!p.native().ends_with(suffix)) return;
           if (auto s = detail::stamp_of(p)) out.emplace(p, *s);
         });
       return out;
@@ -129,6 +132,7 @@ private:
 
   asio::strand<asio::any_io_executor> strand_;
   std::chrono::milliseconds interval_;
+  std::string suffix_;
   std::shared_ptr<state> st_;
 };
 
