@@ -319,3 +319,68 @@ TEST_CASE("missing plugin directories: an error, or a warning when allowed") {
     });
   }
 }
+
+TEST_CASE_TEMPLATE("the plugin directory deleted while watched: the plugin serves on, and a new one is watched",
+                   W, WATCHERS) {
+  watched<W> h([](hr::options& o) { o.verbosity = hr::log_level::off; });
+  auto& [box, io, r, rec] = h;
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    co_await call_increment(r);
+    fs::remove_all(box.plugins);
+    co_await rec.next(hr::event_kind::file_removed);
+    CHECK(co_await call_increment(r) == 2); // on_remove = keep: the loaded version serves on
+    // The directory comes back with a new build in it: it is watched again.
+    fs::create_directories(box.plugins);
+    box.install("counter_v2");
+    co_await rec.next(hr::event_kind::reloaded);
+    auto p = co_await r.async_get("counter", use_awaitable);
+    CHECK(p->version() == "2.0.0");
+    CHECK(p->count() == 2);
+    p.reset();
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
+TEST_CASE_TEMPLATE("a plugin directory that appears after start is watched once it exists", W, WATCHERS) {
+  sandbox box;
+  auto later = box.root / "later";
+  auto opts = box.opts();
+  opts.plugin_dirs = {later};
+  opts.allow_missing_dirs = true;
+  opts.verbosity = hr::log_level::error;
+  asio::io_context io;
+  hr::basic_hot_reloader<test::counter_iface, W> r(io.get_executor(), opts);
+  recorder rec;
+  rec.attach(r);
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    fs::create_directories(later);
+    box.install("counter_v1", "../later/counter.so");
+    co_await rec.next(hr::event_kind::loaded);
+    CHECK(r.try_get("counter"));
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
+TEST_CASE_TEMPLATE("a library replaced again while it is being reloaded: the last build serves, state kept", W,
+                   WATCHERS) {
+  watched<W> h([](hr::options& o) { o.debounce = 0ms; });
+  auto& [box, io, r, rec] = h;
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    co_await call_increment(r);
+    auto held = co_await r.async_get("counter", use_awaitable); // keeps the reload in its quiesce step
+    box.install("counter_v2");
+    co_await rec.next([](auto& e) { return e.step == hr::reload_step::library_loaded; });
+    box.install("counter_state2"); // lands during the reload
+    held.reset();
+    co_await rec.next(hr::event_kind::reloaded);
+    co_await rec.next(hr::event_kind::reloaded);
+    auto p = co_await r.async_get("counter", use_awaitable);
+    CHECK(r.info("counter")->state_version == 2); // counter_state2
+    CHECK(p->count() == 1);
+    p.reset();
+    co_await r.async_stop(use_awaitable);
+  });
+}

@@ -9,6 +9,7 @@ trap 'exec 3>&- 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir "$work/plugins"
 cp "$built/counter_cli_v1.so" "$work/plugins/counter.so"
 mkfifo "$work/input"
+: > "$work/out" # exists before anyone waits on it
 "$cli" --plugins "$work/plugins" < "$work/input" > "$work/out" 2>&1 &
 pid=$!
 exec 3> "$work/input"

@@ -50,6 +50,7 @@ request() {
 step "1. start the server on a copy of the plugins: $work/plugins"
 mkdir -p "$work/plugins" "$work/src"
 cp "$build/examples/http_server/greeter.so" "$build/examples/http_server/counter.so" "$work/plugins/"
+: > "$log" # exists before anyone waits on it
 "$build/examples/http_server/http_server" --plugins "$work/plugins" --port 0 --threads 2 > "$log" 2>&1 &
 server=$!
 wait_for "^listening on "

@@ -665,6 +665,7 @@ private:
       e.info.serving = false;
       e.info.version.clear();
       e.info.last_error = err;
+      if (e.info.last_error->plugin.empty()) e.info.last_error->plugin = e.name;
     }
     release_waiters(e, err);
   }
@@ -779,6 +780,7 @@ private:
   void record_error(entry& e, const error_info& err) {
     std::lock_guard lk(mu_);
     e.info.last_error = err;
+    if (e.info.last_error->plugin.empty()) e.info.last_error->plugin = e.name;
   }
 
   // ---- operations (all on the strand) -----------------------------------------------
@@ -864,9 +866,8 @@ private:
     started_ = true;
     stopping_ = false;
     auto [first, names] = co_await load_files(std::move(files));
-    std::vector<std::filesystem::path> watched;
-    for (auto& d : dirs_)
-      if (std::error_code ec; std::filesystem::is_directory(d, ec)) watched.push_back(d);
+    // Missing directories too (with allow_missing_dirs): watchers pick them up once they exist.
+    const std::vector<std::filesystem::path>& watched = dirs_;
     // A watcher may have a delivery in flight when it is stopped, so what it posts reaches
     // the reloader only through `alive_`, which the destructor clears.
     if (auto err = watcher_.value.start(watched, [alive = alive_, s = strand_, gen = generation_](

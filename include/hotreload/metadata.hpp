@@ -43,8 +43,7 @@ inline error_info parse_metadata(std::string_view text, std::string_view origin,
                           R"({"name": "counter", "version": "1.0.0"})"};
   };
   if (text.size() > max_metadata_size)
-    return fail("is " + std::to_string(text.size()) + " bytes, more than the " +
-                std::to_string(max_metadata_size) + " allowed");
+    return fail("is longer than the " + std::to_string(max_metadata_size) + " bytes allowed");
   boost::system::error_code ec;
   boost::json::value v = boost::json::parse(text, ec);
   if (ec) return fail("is not valid JSON (" + ec.message() + ")");

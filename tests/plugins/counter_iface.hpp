@@ -4,6 +4,7 @@
 
 #include <hotreload/plugin.hpp>
 
+#include <algorithm>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -21,6 +22,10 @@ struct journal {
   std::vector<std::string> take() {
     std::lock_guard lk(mu);
     return std::exchange(lines, {});
+  }
+  std::size_t count(const std::string& line) {
+    std::lock_guard lk(mu);
+    return static_cast<std::size_t>(std::count(lines.begin(), lines.end(), line));
   }
 };
 

@@ -198,12 +198,14 @@ public:
     loaded_library lib;
     lib.source = source;
     lib.image = image;
-    if (!m->library.has("hotreload_abi_tag") || !m->library.has("hotreload_metadata") ||
-        !m->library.has("hotreload_create"))
+    std::string missing;
+    for (const char* symbol : {"hotreload_abi_tag", "hotreload_metadata", "hotreload_create"})
+      if (!m->library.has(symbol)) missing += (missing.empty() ? "" : ", ") + std::string(symbol);
+    if (!missing.empty())
       return fail(err, errc::not_a_plugin,
-                  source.string() + " is a shared library but not a hotreload plugin (no hotreload_abi_tag, "
-                                    "hotreload_metadata or hotreload_create export); add "
-                                    "HOTRELOAD_PLUGIN(your_class, R\"({\"name\": ...})\") to one of its sources");
+                  source.string() + " is a shared library but not a hotreload plugin (it lacks the export" +
+                      (missing.find(',') != std::string::npos ? "s " : " ") + missing +
+                      "); add HOTRELOAD_PLUGIN(your_class, R\"({\"name\": ...})\") to one of its sources, once");
     lib.tag = &m->library.get<const abi_tag>("hotreload_abi_tag");
     const char* meta = &m->library.get<const char>("hotreload_metadata");
     lib.metadata = std::string_view(meta, ::strnlen(meta, max_metadata_size + 1));

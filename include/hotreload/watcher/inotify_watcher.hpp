@@ -10,6 +10,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -79,6 +80,9 @@ private:
     std::vector<std::filesystem::path> roots;
     change_handler handler;
     std::map<int, std::filesystem::path> dirs; // watch descriptor -> directory
+    // Watches on the parents of roots that do not exist (yet, or any more), to notice
+    // them (re)appear: watch descriptor -> parent directory.
+    std::map<int, std::filesystem::path> parents;
     std::atomic<std::size_t> watch_count{0};
     bool closed = false;
     alignas(inotify_event) std::array<char, 64 * 1024> buffer;
@@ -88,7 +92,10 @@ private:
     error_info add_tree(const std::filesystem::path& dir, std::vector<file_change>& out, bool report) {
       int wd = ::inotify_add_watch(stream.native_handle(), dir.c_str(), mask);
       if (wd < 0) {
-        if (errno == ENOENT || errno == ENOTDIR) return {}; // gone already
+        if (errno == ENOENT || errno == ENOTDIR) { // gone already
+          if (is_root(dir)) await_root(dir, out);
+          return {};
+        }
         return {make_error_code(errc::bad_plugin_dir), {},
                 "cannot watch " + dir.string() + ": " + std::strerror(errno) +
                     (errno == ENOSPC ? "; raise fs.inotify.max_user_watches or use polling_watcher" : "")};
@@ -107,6 +114,33 @@ private:
         }
       }
       return {};
+    }
+
+    static std::filesystem::path normal(const std::filesystem::path& p) {
+      auto n = p.lexically_normal();
+      return n.has_filename() ? n : n.parent_path();
+    }
+    bool is_root(const std::filesystem::path& dir) const {
+      return std::any_of(roots.begin(), roots.end(), [&](auto& r) { return normal(r) == normal(dir); });
+    }
+
+    // A root that does not exist: watch its parent until it appears, then watch it and
+    // report what it holds. (A parent that is itself watched reports it anyway.)
+    void await_root(const std::filesystem::path& root, std::vector<file_change>& out) {
+      auto parent = normal(root).parent_path();
+      if (parent.empty()) parent = ".";
+      int wd = ::inotify_add_watch(stream.native_handle(), parent.c_str(),
+                                   IN_CREATE | IN_MOVED_TO | IN_ONLYDIR | IN_MASK_ADD);
+      if (wd < 0 || dirs.contains(wd)) return;
+      parents[wd] = parent;
+      std::error_code ec;
+      if (std::filesystem::is_directory(root, ec)) root_appeared(wd, root, out); // appeared meanwhile
+    }
+    void root_appeared(int parent_wd, const std::filesystem::path& root, std::vector<file_change>& out) {
+      ::inotify_rm_watch(stream.native_handle(), parent_wd);
+      parents.erase(parent_wd);
+      for (auto& r : roots)
+        if (normal(r) == normal(root)) add_tree(r, out, true);
     }
 
     void forget_tree(const std::filesystem::path& dir) {
@@ -165,6 +199,12 @@ private:
         out.insert(out.end(), o.begin(), o.end());
         return;
       }
+      if (auto p = parents.find(ev.wd); p != parents.end()) {
+        if (ev.mask & IN_IGNORED) parents.erase(p);
+        else if ((ev.mask & IN_ISDIR) && ev.len && is_root(p->second / ev.name))
+          root_appeared(ev.wd, p->second / ev.name, out);
+        return;
+      }
       auto it = dirs.find(ev.wd);
       if (it == dirs.end()) return;
       if (ev.mask & IN_IGNORED) { // the directory is gone
@@ -174,8 +214,10 @@ private:
       }
       std::filesystem::path dir = it->second;
       if (ev.mask & IN_DELETE_SELF) {
-        for (auto& r : roots)
-          if (r == dir) out.push_back({change_kind::removed, dir});
+        if (is_root(dir)) {
+          out.push_back({change_kind::removed, dir});
+          await_root(dir, out);
+        }
         return;
       }
       std::string name = ev.len ? std::string(ev.name) : std::string();

@@ -37,6 +37,10 @@ public:
     auto st = std::make_shared<state>(strand_, dirs, std::move(on_change), interval_, suffix_);
     st->reported = st->scan();
     st->previous = st->reported;
+    for (auto& r : dirs) {
+      std::error_code ec;
+      st->root_present[r] = std::filesystem::is_directory(r, ec);
+    }
     st_ = st;
     asio::post(strand_, [st] { st->schedule(); });
     return {};
