@@ -21,6 +21,7 @@
 #include <hotreload/state/state_store.hpp>
 #include <hotreload/state/json_state.hpp>
 #include <hotreload/state/null_state.hpp>
+#include <hotreload/state/persistent_json_state.hpp>
 #include <hotreload/basic_hot_reloader.hpp>
 #include <hotreload/hot_reloader.hpp>
 

@@ -4,6 +4,8 @@
 // watcher.
 #include "support.hpp"
 
+#include <random>
+
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,6 +50,7 @@ struct bad_version {
   boost::json::object config = {}; // options.plugin_config["counter"]
   bool rolls_back = false;         // failed after the old instance was torn down
   bool then_fixed = true;          // afterwards, counter_v1 reloads fine with the state
+  std::function<void(hr::options&)> tweak = {};
 };
 
 // v1 serves with a count of 2; `b` is reloaded and must fail as described; v1 serves on.
@@ -60,6 +63,7 @@ void check_refused(const bad_version& b) {
   opts.timeouts = {300ms, 300ms, 300ms, 300ms, 300ms};
   opts.verbosity = hr::log_level::off;
   if (!b.config.empty()) opts.plugin_config["counter"] = b.config;
+  if (b.tweak) b.tweak(opts);
   reloader r(io.get_executor(), opts);
   recorder rec;
   rec.attach(r);
@@ -300,4 +304,276 @@ TEST_CASE("a second library claiming a loaded plugin's name is refused; the firs
     p.reset();
     co_await r.async_stop(use_awaitable);
   });
+}
+
+namespace {
+using persistent_reloader =
+    hr::basic_hot_reloader<test::counter_iface, hr::manual_watcher, hr::dll_loader, hr::persistent_json_state>;
+
+std::vector<fs::path> files_named(const fs::path& dir, const std::string& prefix) {
+  std::vector<fs::path> out;
+  for (auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().starts_with(prefix)) out.push_back(e.path());
+  return out;
+}
+} // namespace
+
+TEST_CASE("persistent_json_state: state survives the process (a new reloader and policy)") {
+  sandbox box;
+  box.install("counter_v1");
+  auto opts = box.opts();
+  opts.state_dir = box.root / "state";
+  {
+    asio::io_context io;
+    persistent_reloader r(io.get_executor(), opts);
+    run(io, [&]() -> awaitable<void> {
+      co_await r.async_start(use_awaitable);
+      for (int i = 0; i < 3; ++i) co_await call_increment(r);
+      co_await r.async_stop(use_awaitable);
+    });
+  }
+  struct stat st{};
+  REQUIRE(::stat((opts.state_dir / "counter.json").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  REQUIRE(::stat(opts.state_dir.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0700);
+  asio::io_context io;
+  persistent_reloader r(io.get_executor(), opts);
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    CHECK((co_await r.async_get("counter", use_awaitable))->count() == 3);
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
+TEST_CASE("persistent_json_state: a corrupt snapshot file is moved aside and reported; the plugin starts empty") {
+  for (std::string bad : {std::string("{\"enabled\": true, \"custom\": {\"count\""), std::string("[1, 2]"),
+                          std::string("\xff\xfe garbage", 11)}) {
+    sandbox box;
+    box.install("counter_v1");
+    auto opts = box.opts();
+    opts.state_dir = box.root / "state";
+    fs::create_directories(opts.state_dir);
+    std::ofstream(opts.state_dir / "counter.json", std::ios::binary) << bad;
+    std::vector<std::string> errors;
+    opts.sink = [&](const hr::log_record& l) {
+      if (l.level == hr::log_level::error) errors.emplace_back(l.message);
+    };
+    asio::io_context io;
+    persistent_reloader r(io.get_executor(), opts);
+    run(io, [&]() -> awaitable<void> {
+      co_await r.async_start(use_awaitable);
+      CHECK((co_await r.async_get("counter", use_awaitable))->count() == 0);
+      co_await r.async_stop(use_awaitable);
+    });
+    auto aside = files_named(opts.state_dir, "counter.json.corrupt-");
+    REQUIRE(aside.size() == 1);
+    CHECK(bytes_of(aside[0]) == bad); // kept as it was, for a person to look at
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].find("moved it aside to " + aside[0].string()) != std::string::npos);
+    CHECK(errors[0].find("counter") != std::string::npos);
+  }
+}
+
+TEST_CASE("persistent_json_state: killed at random moments 200 times, the file is always a whole snapshot") {
+  sandbox box;
+  hr::options opts;
+  opts.state_dir = box.root / "state";
+  opts.verbosity = hr::log_level::off;
+  auto snapshot = [](std::int64_t seq) {
+    return boost::json::object{{"seq", seq}, {"pad", std::string(20000, static_cast<char>('a' + seq % 26))}};
+  };
+  std::mt19937 rng(20261126);
+  std::int64_t on_disk = -1;
+  int kills_mid_sequence = 0;
+  for (int round = 0; round < 200; ++round) {
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) { // the child writes snapshots as fast as it can until it is killed
+      ::close(ready[0]);
+      hr::persistent_json_state state(opts);
+      for (std::int64_t seq = on_disk + 1;; ++seq) {
+        if (state.save("counter", snapshot(seq))) ::_exit(3);
+        if (seq == on_disk + 1 && ::write(ready[1], "x", 1) != 1) ::_exit(4);
+      }
+    }
+    ::close(ready[1]);
+    char c;
+    bool started = ::read(ready[0], &c, 1) == 1;
+    ::close(ready[0]);
+    // A random moment within the next few writes: the point of this test is the moment.
+    ::usleep(static_cast<useconds_t>(rng() % 4000));
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    REQUIRE(started);
+    REQUIRE(WIFSIGNALED(status));
+    auto text = bytes_of(opts.state_dir / "counter.json");
+    boost::system::error_code ec;
+    auto v = boost::json::parse(text, ec);
+    REQUIRE_MESSAGE(!ec, "round " << round << ": not JSON after SIGKILL: " << text.substr(0, 80));
+    auto seq = v.at("seq").as_int64();
+    CHECK(seq > on_disk); // the child's first snapshot was on disk before it was killed
+    CHECK(v.at("pad").as_string() == snapshot(seq).at("pad").as_string());
+    if (seq > on_disk + 1) ++kills_mid_sequence;
+    on_disk = seq;
+  }
+  CHECK(kills_mid_sequence > 0); // some kills landed after several writes
+  // A fresh policy reads the last snapshot; killed writers' temporaries are gone.
+  hr::persistent_json_state state(opts);
+  auto last = state.load("counter");
+  REQUIRE(last);
+  CHECK(last->at("seq") == on_disk);
+  CHECK(files_named(opts.state_dir, ".counter.json.tmp-").empty());
+}
+
+TEST_CASE("trust checks: each refusal names the check and the fix, and each can be relaxed") {
+  struct trust_case {
+    std::string what;
+    std::function<void(const sandbox&)> install;
+    std::string says;
+    std::function<void(hr::trust_checks&)> relax; // empty: cannot be relaxed
+  };
+  auto v2_then = [](std::function<void(const sandbox&)> f) {
+    return [f](const sandbox& b) {
+      b.install("counter_v2");
+      f(b);
+    };
+  };
+  std::vector<trust_case> cases = {
+      {"a group-writable library", v2_then([](const sandbox& b) { fs::permissions(b.plugins / "counter.so", fs::perms(0664)); }),
+       "writable by its group (mode 0664); run chmod go-w", [](hr::trust_checks& t) { t.permissions = false; }},
+      {"a world-writable library", v2_then([](const sandbox& b) { fs::permissions(b.plugins / "counter.so", fs::perms(0646)); }),
+       "writable by others (mode 0646)", [](hr::trust_checks& t) { t.permissions = false; }},
+      {"a world-writable plugin directory", v2_then([](const sandbox& b) { fs::permissions(b.plugins, fs::perms(0777)); }),
+       "is writable by others (mode 0777)", [](hr::trust_checks& t) { t.permissions = false; }},
+      {"a symlink that leads outside the plugin directories",
+       [](const sandbox& b) {
+         fs::create_directories(b.root / "elsewhere");
+         fs::copy_file(sandbox::built("counter_v2"), b.root / "elsewhere" / "counter.so");
+         fs::remove(b.plugins / "counter.so");
+         fs::create_symlink(b.root / "elsewhere" / "counter.so", b.plugins / "counter.so");
+       },
+       "outside every plugin directory; put it in one, or set options.trust.inside_plugin_dirs = false",
+       [](hr::trust_checks& t) { t.inside_plugin_dirs = false; }},
+      {"a FIFO", [](const sandbox& b) {
+         fs::remove(b.plugins / "counter.so");
+         REQUIRE(::mkfifo((b.plugins / "counter.so").c_str(), 0600) == 0);
+       },
+       "not a regular file", {}},
+  };
+  if (::geteuid() == 0)
+    cases.push_back({"a library owned by another user",
+                     v2_then([](const sandbox& b) { REQUIRE(::chown((b.plugins / "counter.so").c_str(), 65534, 65534) == 0); }),
+                     "owned by uid 65534", [](hr::trust_checks& t) { t.owner = false; }});
+  else
+    MESSAGE("not root: the owner check is not tested");
+  for (auto& c : cases) {
+    check_refused({c.what, c.install, hr::errc::untrusted_file, {c.says}, {}, false, false});
+    if (!c.relax) continue;
+    // Relaxed, the same file loads.
+    CAPTURE(c.what);
+    sandbox box;
+    box.install("counter_v1");
+    asio::io_context io;
+    auto opts = box.opts();
+    c.relax(opts.trust);
+    reloader r(io.get_executor(), opts);
+    run(io, [&]() -> awaitable<void> {
+      co_await r.async_start(use_awaitable);
+      c.install(box);
+      co_await r.async_reload_plugin("counter", use_awaitable);
+      CHECK(r.info("counter")->version == "2.0.0");
+      co_await r.async_stop(use_awaitable);
+    });
+  }
+}
+
+TEST_CASE("trust checks: a symlink inside the plugin directories is fine; refusals at start name the file") {
+  sandbox box;
+  fs::create_directories(box.plugins / "builds");
+  fs::copy_file(sandbox::built("counter_v1"), box.plugins / "builds" / "counter-1.0.0.so");
+  fs::create_symlink("builds/counter-1.0.0.so", box.plugins / "counter.so");
+  box.install("other_iface", "other.so");
+  fs::permissions(box.plugins / "other.so", fs::perms(0666));
+  asio::io_context io;
+  auto opts = box.opts();
+  opts.verbosity = hr::log_level::off;
+  opts.exclude = {"counter-*"}; // the build directory's file is the symlink's target, not a plugin of its own
+  reloader r(io.get_executor(), opts);
+  recorder rec;
+  rec.attach(r);
+  run(io, [&]() -> awaitable<void> {
+    auto [ec] = co_await r.async_start(asio::as_tuple(use_awaitable));
+    CHECK(ec == hr::errc::untrusted_file);
+    auto failed = co_await rec.next(hr::event_kind::load_failed);
+    CHECK(failed.error.message.find((box.plugins / "other.so").string() + " was refused") != std::string::npos);
+    CHECK(r.try_get("counter"));
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
+TEST_CASE("shadow copies are private: directory 0700, files 0500") {
+  harness h;
+  auto& [box, io, r, rec] = h;
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    std::size_t files = 0;
+    for (auto& e : fs::recursive_directory_iterator(box.shadow)) {
+      struct stat st{};
+      REQUIRE(::stat(e.path().c_str(), &st) == 0);
+      if (S_ISDIR(st.st_mode)) CHECK((st.st_mode & 0777) == 0700);
+      if (S_ISREG(st.st_mode) && e.path().extension() == ".so") {
+        CHECK((st.st_mode & 0777) == 0500);
+        ++files;
+      }
+    }
+    CHECK(files == 1);
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
+TEST_CASE("a plugin directory without read permission: a clear error at start, or skipped when allowed") {
+  // Root reads everything, so this runs as an unprivileged user (nobody) in a child process.
+  sandbox box;
+  auto locked = box.root / "locked";
+  fs::create_directories(locked);
+  fs::permissions(locked, fs::perms::none);
+  auto shadow = fs::temp_directory_path() / ("hotreload-nobody-" + std::to_string(::getpid()));
+  auto attempt = [&](bool allow_missing) {
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      if (::geteuid() == 0 && (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0))
+        ::_exit(10);
+      auto opts = box.opts();
+      opts.plugin_dirs = {locked};
+      opts.shadow_dir = shadow;
+      opts.allow_missing_dirs = allow_missing;
+      std::string logged;
+      opts.sink = [&](const hr::log_record& l) { logged += std::string(l.message) + "\n"; };
+      asio::io_context io;
+      int code = 20;
+      {
+        reloader r(io.get_executor(), opts);
+        r.async_start([&](hr::error_code ec) {
+          bool named = logged.find(locked.string()) != std::string::npos &&
+                       logged.find("Permission denied") != std::string::npos;
+          if (allow_missing) code = !ec && named ? 0 : 21;
+          else code = ec == hr::errc::bad_plugin_dir ? 0 : 22;
+        });
+        io.run();
+      }
+      ::_exit(code);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
+  };
+  CHECK(attempt(false) == 0);
+  CHECK(attempt(true) == 0);
+  std::error_code ec;
+  fs::remove_all(shadow, ec);
 }

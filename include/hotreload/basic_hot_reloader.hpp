@@ -10,6 +10,7 @@
 #include <hotreload/detail/semver.hpp>
 #include <hotreload/detail/leak.hpp>
 #include <hotreload/detail/services.hpp>
+#include <hotreload/detail/trust.hpp>
 #include <hotreload/error.hpp>
 #include <hotreload/events.hpp>
 #include <hotreload/loader/dll_loader.hpp>
@@ -454,6 +455,7 @@ private:
 
   // Step 1: a fresh mapping of `file`, its ABI tag checked and its metadata parsed.
   version_ptr load_version(const std::filesystem::path& file, error_info& err) {
+    if ((err = detail::check_trust(file, plugin_dirs(), opts_.trust))) return nullptr;
     auto lib = loader_.value.load(file, err);
     if (err) return nullptr;
     static const abi_tag ours = make_abi_tag<Interface>();
@@ -841,12 +843,13 @@ private:
   error_info find_libraries(std::vector<std::filesystem::path>& files) const {
     for (auto& dir : dirs_) {
       std::error_code ec;
-      auto why = !std::filesystem::is_directory(dir, ec) ? std::string("does not exist or is not a directory")
-                 : detail::for_each_file(dir, [&](const std::filesystem::path& f) {
-                     if (!ignored_because(f)) files.push_back(f);
-                   })
-                     ? std::string("cannot be read")
-                     : std::string();
+      std::string why;
+      if (!std::filesystem::is_directory(dir, ec))
+        why = "does not exist or is not a directory";
+      else if (auto rec = detail::for_each_file(dir, [&](const std::filesystem::path& f) {
+                 if (!ignored_because(f)) files.push_back(f);
+               }))
+        why = "cannot be read (" + rec.message() + ")";
       if (why.empty()) continue;
       auto err = fail({}, errc::bad_plugin_dir,
                       "plugin directory " + dir.string() + " " + why +

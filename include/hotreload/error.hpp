@@ -42,6 +42,7 @@ enum class errc {
   dependency_version,   ///< a dependency's version does not satisfy the requirement
   dependency_cycle,     ///< plugins depend on each other in a cycle
   state_migration_failed, ///< the new version's migrate_state refused or failed to convert the old state
+  untrusted_file,       ///< the library or a directory above it failed a trust check (options.trust)
 };
 
 /// The error category of hotreload::errc ("hotreload").
@@ -80,6 +81,7 @@ public:
     case errc::dependency_version: return "dependency version not satisfied";
     case errc::dependency_cycle: return "dependency cycle";
     case errc::state_migration_failed: return "state migration failed";
+    case errc::untrusted_file: return "untrusted plugin file";
     }
     return "unknown hotreload error";
   }

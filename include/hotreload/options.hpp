@@ -24,6 +24,19 @@ struct hook_timeouts {
   std::chrono::milliseconds set_state{5'000};
 };
 
+/// Checks a library file must pass before it is loaded, so that nobody but the operator can
+/// get code loaded. All on by default; each can be relaxed. (A library must also be a
+/// regular file: FIFOs, sockets, devices and directories are always refused.)
+struct trust_checks {
+  /// The file, and every directory from it up to its plugin directory, is owned by the
+  /// process's effective user or by root.
+  bool owner = true;
+  /// ... and is not writable by group or others.
+  bool permissions = true;
+  /// The file's path, symlinks resolved, lies inside one of the plugin directories.
+  bool inside_plugin_dirs = true;
+};
+
 /// What happens when a loaded plugin's library file is deleted.
 enum class remove_action {
   keep,   ///< log a warning; the loaded version keeps serving
@@ -55,6 +68,11 @@ struct options {
   /// Where shadow copies are loaded from. Empty: `<temp dir>/hotreload-<uid>`. Each
   /// reloader uses a private subdirectory (0700) and removes those of dead processes.
   std::filesystem::path shadow_dir{};
+  /// Which checks a library must pass before it is loaded.
+  trust_checks trust{};
+  /// Where persistent_json_state writes its snapshots, one `<plugin>.json` per plugin
+  /// (created 0700 if missing). Unused by the other State policies.
+  std::filesystem::path state_dir{};
   /// Longest wait, during a reload, for plugin_ptrs to the old version to be released.
   /// Past it the reload fails with errc::quiesce_timeout and the old version keeps serving.
   std::chrono::milliseconds quiesce_timeout{5'000};

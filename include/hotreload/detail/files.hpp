@@ -38,6 +38,9 @@ inline std::error_code for_each_file(const std::filesystem::path& dir,
                                      const std::function<void(const std::filesystem::path&)>& on_file) {
   namespace fs = std::filesystem;
   std::error_code ec;
+  // The directory itself must be readable (skip_permission_denied would make it look empty);
+  // unreadable subdirectories are skipped.
+  if (fs::directory_iterator probe(dir, ec); ec) return ec;
   fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec);
   if (ec) return ec;
   for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {

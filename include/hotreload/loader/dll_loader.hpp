@@ -2,6 +2,7 @@
 #define HOTRELOAD_LOADER_DLL_LOADER_HPP
 
 #include <hotreload/config.hpp>
+#include <hotreload/detail/trust.hpp>
 #include <hotreload/loader/loader.hpp>
 #include <hotreload/metadata.hpp>
 #include <hotreload/options.hpp>
@@ -121,14 +122,21 @@ inline std::string elf_truncation(int fd) {
 }
 
 /// Copies `from` to a new file `to` (mode 0500, O_EXCL). Returns why it failed, or "".
-/// An incomplete ELF file fails with a message starting "it is truncated".
-inline std::string copy_file_private(const std::filesystem::path& from, const std::filesystem::path& to) {
-  int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+/// An incomplete ELF file fails with a message starting "it is truncated"; a file that
+/// fails the owner/permission checks (on the very file copied) with "it is owned" or "it
+/// is writable".
+inline std::string copy_file_private(const std::filesystem::path& from, const std::filesystem::path& to,
+                                     const trust_checks& trust = {}) {
+  int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK); // a FIFO must not block us
   if (in < 0) return std::string("cannot open: ") + std::strerror(errno);
   struct ::stat st{};
   if (::fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(in);
-    return "not a regular file";
+    return "it is not a regular file";
+  }
+  if (auto why = trust_problem(st, from, trust); !why.empty()) {
+    ::close(in);
+    return why;
   }
   int out = ::open(to.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0500);
   if (out < 0) {
@@ -162,7 +170,7 @@ inline std::string copy_file_private(const std::filesystem::path& from, const st
 class dll_loader {
 public:
   dll_loader() = default;
-  explicit dll_loader(const options& opts) : root_(opts.shadow_dir) {}
+  explicit dll_loader(const options& opts) : root_(opts.shadow_dir), trust_(opts.trust) {}
 
   loaded_library load(const std::filesystem::path& source, error_info& err) {
     namespace fs = std::filesystem;
@@ -173,8 +181,12 @@ public:
     if (!dir_ && !(dir_ = detail::shadow_directory::create(root_, err))) return {};
 
     auto image = dir_->next_name(source);
-    if (auto why = detail::copy_file_private(source, image); !why.empty())
-      return fail(err, why.starts_with("it is truncated") ? errc::load_failed : errc::shadow_copy_failed,
+    if (auto why = detail::copy_file_private(source, image, trust_); !why.empty())
+      return fail(err,
+                  why.starts_with("it is truncated")                                     ? errc::load_failed
+                  : why.starts_with("it is owned") || why.starts_with("it is writable") ||
+                          why.starts_with("it is not a regular")                          ? errc::untrusted_file
+                                                                                          : errc::shadow_copy_failed,
                   source.string() + " cannot be loaded: " + why);
 
     struct mapping {
@@ -237,6 +249,7 @@ private:
   }
 
   std::filesystem::path root_;
+  trust_checks trust_{};
   std::shared_ptr<detail::shadow_directory> dir_;
 };
 

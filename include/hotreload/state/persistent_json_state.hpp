@@ -1,0 +1,169 @@
+#ifndef HOTRELOAD_STATE_PERSISTENT_JSON_STATE_HPP
+#define HOTRELOAD_STATE_PERSISTENT_JSON_STATE_HPP
+
+#include <hotreload/error.hpp>
+#include <hotreload/log.hpp>
+#include <hotreload/options.hpp>
+#include <hotreload/state/json_state.hpp>
+#include <hotreload/state/state_store.hpp>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace hotreload {
+
+/// A State policy that keeps snapshots in memory like json_state and also on disk, in
+/// options.state_dir, so that state survives a crash or a restart of the process, not only
+/// a reload. Each save is atomic: the snapshot goes to a temporary file which is fsync'ed,
+/// renamed over `<plugin>.json`, and the directory fsync'ed; whenever the process dies, the
+/// file holds the previous snapshot or the new one, never a mix. At the next start, a file
+/// that is corrupt or unreadable is moved aside (`<plugin>.json.corrupt-<time>`, never
+/// deleted), reported in the log, and the plugin starts with empty state.
+class persistent_json_state {
+public:
+  static constexpr bool preserves_state = true;
+
+  explicit persistent_json_state(const options& opts)
+      : dir_(opts.state_dir), log_(opts.verbosity, opts.sink) {
+    remove_stale_temporaries();
+  }
+
+  const std::filesystem::path& directory() const noexcept { return dir_; }
+
+  error_info save(std::string_view plugin, const boost::json::object& snapshot) {
+    if (auto err = write(plugin, boost::json::serialize(snapshot))) return err;
+    return memory_.save(plugin, snapshot);
+  }
+
+  std::optional<boost::json::object> load(std::string_view plugin) {
+    if (auto s = memory_.load(plugin)) return s;
+    if (dir_.empty()) return std::nullopt;
+    auto file = file_of(plugin);
+    std::error_code ec;
+    if (!std::filesystem::exists(file, ec)) return std::nullopt;
+    std::string why;
+    std::ifstream in(file, std::ios::binary);
+    std::string text(std::istreambuf_iterator<char>(in), {});
+    if (!in.good() && !in.eof()) why = std::string("unreadable: ") + std::strerror(errno);
+    if (why.empty()) {
+      boost::system::error_code pec;
+      auto v = boost::json::parse(text, pec);
+      if (pec) why = "not valid JSON (" + pec.message() + ")";
+      else if (!v.is_object()) why = "not a JSON object";
+      else {
+        memory_.save(plugin, v.get_object());
+        return std::move(v.get_object());
+      }
+    }
+    set_aside(plugin, file, why);
+    return std::nullopt;
+  }
+
+private:
+  std::filesystem::path file_of(std::string_view plugin) const { return dir_ / (std::string(plugin) + ".json"); }
+
+  static error_info failure(std::string_view plugin, std::string message) {
+    return {make_error_code(errc::state_store_failed), std::string(plugin), std::move(message)};
+  }
+
+  // Temporary file, fsync, rename over the real one, fsync the directory.
+  error_info write(std::string_view plugin, const std::string& text) {
+    if (dir_.empty())
+      return failure(plugin, "persistent_json_state has no directory for the state of plugin '" +
+                                 std::string(plugin) + "'; set options.state_dir");
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir_, ec)) {
+      std::filesystem::create_directories(dir_, ec);
+      if (!ec) ::chmod(dir_.c_str(), 0700);
+    }
+    auto file = file_of(plugin);
+    auto tmp = dir_ / ("." + std::string(plugin) + ".json.tmp-" + std::to_string(::getpid()));
+    auto sys_fail = [&](const char* what) {
+      auto message = "cannot store the state of plugin '" + std::string(plugin) + "': " + what + " " +
+                     tmp.string() + ": " + std::strerror(errno) + "; check options.state_dir (" + dir_.string() +
+                     ") exists and is writable";
+      ::unlink(tmp.c_str());
+      return failure(plugin, std::move(message));
+    };
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return sys_fail("open");
+    for (std::size_t done = 0; done < text.size();) {
+      ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        ::close(fd);
+        return sys_fail("write");
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    if (::fsync(fd) != 0) {
+      ::close(fd);
+      return sys_fail("fsync");
+    }
+    ::close(fd);
+    if (::rename(tmp.c_str(), file.c_str()) != 0) return sys_fail("rename");
+    int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      ::fsync(dfd);
+      ::close(dfd);
+    }
+    return {};
+  }
+
+  void set_aside(std::string_view plugin, const std::filesystem::path& file, const std::string& why) {
+    char stamp[32];
+    std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    ::gmtime_r(&now, &tm);
+    std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    auto aside = file;
+    aside += std::string(".corrupt-") + stamp;
+    for (int n = 1; std::filesystem::exists(aside); ++n) {
+      aside = file;
+      aside += std::string(".corrupt-") + stamp + "-" + std::to_string(n);
+    }
+    std::error_code ec;
+    std::filesystem::rename(file, aside, ec);
+    log_.log(log_level::error, plugin,
+             "State file " + file.string() + " of plugin '" + std::string(plugin) + "' is " + why +
+                 (ec ? "; could not move it aside (" + ec.message() + ")" : "; moved it aside to " + aside.string()) +
+                 "; the plugin starts with empty state");
+  }
+
+  // Temporary files of processes that died while writing.
+  void remove_stale_temporaries() {
+    std::error_code ec;
+    if (dir_.empty() || !std::filesystem::is_directory(dir_, ec)) return;
+    for (auto& e : std::filesystem::directory_iterator(dir_, ec)) {
+      auto name = e.path().filename().string();
+      auto at = name.rfind(".json.tmp-");
+      if (name.empty() || name[0] != '.' || at == std::string::npos) continue;
+      pid_t pid = static_cast<pid_t>(std::atoi(name.c_str() + at + 10));
+      if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH) std::filesystem::remove(e.path(), ec);
+    }
+  }
+
+  std::filesystem::path dir_;
+  logger log_;
+  json_state memory_;
+};
+
+static_assert(state_store<persistent_json_state>);
+
+} // namespace hotreload
+
+#endif
