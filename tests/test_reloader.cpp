@@ -589,7 +589,9 @@ TEST_CASE("metadata parsing") {
   for (auto bad : {"", "[]", "{", R"({"version": "1"})", R"({"name": ""})", R"({"name": "a b"})",
                    R"({"name": "a", "version": 1})", R"({"name": "a", "depends_on": "b"})",
                    R"({"name": "a", "depends_on": [1]})", R"({"name": "a", "state_version": 0})",
-                   R"({"name": "a", "state_version": "2"})"}) {
+                   R"({"name": "a", "state_version": "2"})", R"({"name": "a", "depends_on": ["~og"]})",
+                   R"({"name": "a", "depends_on": ["db >=1.2s"]})", R"({"name": "a", "depends_on": ["d/b"]})",
+                   R"({"name": "a", "depends_on": ["db ^0.99999999999999999"]})"}) {
     CAPTURE(bad);
     auto err = hr::parse_metadata(bad, "x.so", m);
     CHECK(err.code == hr::errc::bad_metadata);

@@ -1,6 +1,7 @@
 #ifndef HOTRELOAD_METADATA_HPP
 #define HOTRELOAD_METADATA_HPP
 
+#include <hotreload/detail/semver.hpp>
 #include <hotreload/error.hpp>
 
 #include <boost/json/parse.hpp>
@@ -33,6 +34,13 @@ struct plugin_metadata {
 /// Longest metadata text accepted; anything longer is refused before parsing.
 inline constexpr std::size_t max_metadata_size = 64 * 1024;
 
+/// Plugin names: letters, digits, '_', '-' and '.'.
+inline bool valid_name(std::string_view s) {
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) return false;
+  return !s.empty();
+}
+
 /// Parses and validates metadata text. On failure returns an errc::bad_metadata error whose
 /// message names the field and the fix; `origin` (a file name) goes into the message.
 inline error_info parse_metadata(std::string_view text, std::string_view origin, plugin_metadata& out) {
@@ -55,7 +63,7 @@ inline error_info parse_metadata(std::string_view text, std::string_view origin,
     return fail("needs \"name\", a non-empty string");
   m.name = name->get_string();
   for (char c : m.name)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
+    if (!valid_name(std::string_view(&c, 1)))
       return fail("\"name\" may hold only letters, digits, '_', '-' and '.', not '" +
                   std::string(1, c) + "'");
   if (auto* ver = o.if_contains("version")) {
@@ -75,6 +83,12 @@ inline error_info parse_metadata(std::string_view text, std::string_view origin,
         auto first = req.find_first_not_of(' ');
         dep.requirement = first == std::string_view::npos ? std::string() : std::string(req.substr(first));
       }
+      auto entry = "field \"depends_on\" entry \"" + std::string(s) + "\" ";
+      if (dep.name.empty() || !valid_name(dep.name))
+        return fail(entry + "must start with a plugin name (letters, digits, '_', '-', '.'), e.g. \"db >=1.2\"");
+      if (!dep.requirement.empty() && !detail::satisfies("0.0.0", dep.requirement))
+        return fail(entry + "has a version requirement that cannot be parsed; use comparators such as "
+                            "\">=1.2, <2\", \"^1.4\", \"~1.2.3\" or \"*\"");
       m.depends_on.push_back(std::move(dep));
     }
   }

@@ -27,6 +27,7 @@ struct semver {
       auto num = s.substr(0, dot);
       auto [ptr, ec] = std::from_chars(num.data(), num.data() + num.size(), v.part[i]);
       if (ec != std::errc() || ptr != num.data() + num.size() || num.empty()) return std::nullopt;
+      if (v.part[i] > 999'999'999'999) return std::nullopt; // so that `^`/`~` bounds cannot overflow
       s = dot == std::string_view::npos ? std::string_view() : s.substr(dot + 1);
       if (dot != std::string_view::npos && s.empty()) return std::nullopt;
     }

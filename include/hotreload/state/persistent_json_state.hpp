@@ -59,17 +59,21 @@ public:
     std::ifstream in(file, std::ios::binary);
     std::string text(std::istreambuf_iterator<char>(in), {});
     if (!in.good() && !in.eof()) why = std::string("unreadable: ") + std::strerror(errno);
-    if (why.empty()) {
-      boost::system::error_code pec;
-      auto v = boost::json::parse(text, pec);
-      if (pec) why = "not valid JSON (" + pec.message() + ")";
-      else if (!v.is_object()) why = "not a JSON object";
-      else {
-        memory_.save(plugin, v.get_object());
-        return std::move(v.get_object());
-      }
+    else if (auto snapshot = parse_snapshot(text, why)) {
+      memory_.save(plugin, *snapshot);
+      return snapshot;
     }
     set_aside(plugin, file, why);
+    return std::nullopt;
+  }
+
+  /// The snapshot in `text` (what a state file holds), or nothing and why not.
+  static std::optional<boost::json::object> parse_snapshot(std::string_view text, std::string& why) {
+    boost::system::error_code ec;
+    auto v = boost::json::parse(text, ec);
+    if (ec) why = "not valid JSON (" + ec.message() + ")";
+    else if (!v.is_object()) why = "not a JSON object";
+    else return std::move(v.get_object());
     return std::nullopt;
   }
 
