@@ -117,10 +117,12 @@ std::vector<double> watched_us(int trials, const sandbox& box, steps_t* steps, s
   return us;
 }
 
-std::vector<double> manual_us(int trials, const sandbox& box) {
+std::vector<double> manual_us(int trials, const sandbox& box, bool probe = true) {
   std::vector<double> us;
   asio::io_context io;
-  hr::basic_hot_reloader<test::counter_iface, hr::manual_watcher> r(io.get_executor(), box.opts());
+  auto opts = box.opts();
+  opts.probe_in_child = probe;
+  hr::basic_hot_reloader<test::counter_iface, hr::manual_watcher> r(io.get_executor(), opts);
   asio::co_spawn(io, [&]() -> asio::awaitable<void> {
     co_await r.async_start(asio::use_awaitable);
     for (int t = 1; t <= trials; ++t) {
@@ -178,5 +180,9 @@ int main(int argc, char** argv) {
   auto manual = manual_us(trials, box);
   bench::report("reload_latency", "manual_async_reload_plugin", manual,
                 bench::field("ratio_to_floor", bench::summarize(manual).p50 / f));
+  // What the probe (a forked child that loads the library first) costs.
+  auto unprobed = manual_us(trials, box, false);
+  bench::report("reload_latency", "manual_without_probe_in_child", unprobed,
+                bench::field("ratio_to_floor", bench::summarize(unprobed).p50 / f));
   return 0;
 }

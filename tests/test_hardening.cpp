@@ -135,6 +135,8 @@ TEST_CASE("bad metadata in a new version: refused, each with its own message") {
        hr::errc::not_a_plugin, {"lacks the export hotreload_create"}},
       {"depends on itself", [](const sandbox& b) { b.install("counter_self_dep"); }, hr::errc::dependency_cycle,
        {"depends on itself"}},
+      {"a static initialiser that throws", [](const sandbox& b) { b.install("counter_static_throws"); },
+       hr::errc::load_failed, {"killed a probe process with SIGABRT", "static initialiser", "not affected"}},
   };
   for (auto& c : cases) check_refused(c);
 

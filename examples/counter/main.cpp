@@ -1,13 +1,15 @@
 // The counter example: a command-line host for plugins that execute text commands.
 //
-//   counter_cli --plugins DIR       then, one per line on standard input:
+//   counter_cli --plugins DIR [--state DIR]     then, one per line on standard input:
 //     NAME COMMAND    e.g. `counter increment`, `counter show`: runs COMMAND in plugin NAME
 //     plugins         lists name, version, enabled, reloads (and the last error)
 //     reload NAME     reloads NAME from its library (its state is kept)
 //     enable NAME     hands NAME out again
 //     disable NAME    stops handing NAME out (it stays loaded)
 //     help, quit
-// A library rebuilt in DIR is reloaded by itself. The prompt shows only on a terminal.
+// A library rebuilt in DIR is reloaded by itself. With --state, plugins' state is also kept
+// in that directory (persistent_json_state), so the count survives a restart of the
+// program too. The prompt shows only on a terminal.
 #include <hotreload.hpp>
 
 #include "command.hpp"
@@ -27,7 +29,8 @@
 
 namespace asio = boost::asio;
 namespace hr = hotreload;
-using reloader_type = hr::hot_reloader<command_plugin>;
+using reloader_type =
+    hr::basic_hot_reloader<command_plugin, hr::default_watcher, hr::dll_loader, hr::persistent_json_state>;
 
 constexpr const char* help = "commands: NAME COMMAND | plugins | reload NAME | enable NAME | disable NAME | help | quit";
 
@@ -72,13 +75,18 @@ static asio::awaitable<bool> run_command(reloader_type& reloader, std::string li
 }
 
 int main(int argc, char** argv) {
-  if (argc != 3 || std::string_view(argv[1]) != "--plugins") {
-    std::cerr << "usage: counter_cli --plugins DIR\n";
+  hr::options opts{.debounce = std::chrono::milliseconds{50}};
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::string_view(argv[i]) == "--plugins") opts.plugin_dirs = {argv[i + 1]};
+    else if (std::string_view(argv[i]) == "--state") opts.state_dir = argv[i + 1];
+  }
+  if (opts.plugin_dirs.empty() || argc % 2 == 0) {
+    std::cerr << "usage: counter_cli --plugins DIR [--state DIR]\n";
     return 2;
   }
   asio::io_context io;
   auto work = asio::make_work_guard(io);
-  reloader_type reloader(io.get_executor(), hr::options{.plugin_dirs = {argv[2]}, .debounce = std::chrono::milliseconds{50}});
+  reloader_type reloader(io.get_executor(), opts);
 
   // Standard input is read on its own thread (it may be a file, a pipe or a terminal);
   // each line runs on the io_context, one after the other.

@@ -10,7 +10,7 @@ mkdir "$work/plugins"
 cp "$built/counter_cli_v1.so" "$work/plugins/counter.so"
 mkfifo "$work/input"
 : > "$work/out" # exists before anyone waits on it
-"$cli" --plugins "$work/plugins" < "$work/input" > "$work/out" 2>&1 &
+"$cli" --plugins "$work/plugins" --state "$work/state" < "$work/input" > "$work/out" 2>&1 &
 pid=$!
 exec 3> "$work/input"
 
@@ -31,6 +31,7 @@ expect "counter 1.0.0: unknown command 'reset'"
 # A new version lands in the plugin directory: written aside, renamed into place.
 cp "$built/counter_cli_v2.so" "$work/plugins/.counter.so.new"
 mv "$work/plugins/.counter.so.new" "$work/plugins/counter.so"
+expect "Migrated state of plugin counter from state_version 1 to 2"
 expect "counter 2.0.0 took over at count 2"
 send counter increment
 expect "^count = 3 (counter 2.0.0)"
@@ -53,5 +54,10 @@ status=0
 wait "$pid" || status=$?
 [ "$status" -eq 0 ] || fail "exit status $status"
 grep -q "Stopped plugin: counter" "$work/out" || fail "the plugin was not stopped at quit"
+
+# A new process with the same state directory: the count survived the restart.
+printf 'counter show\nquit\n' | "$cli" --plugins "$work/plugins" --state "$work/state" > "$work/out2" 2>&1 ||
+  fail "the second run failed: $(cat "$work/out2")"
+grep -q "^count = 4 (counter 2.0.0)" "$work/out2" || fail "the count did not survive a restart: $(cat "$work/out2")"
 echo "counter example: ok"
 cat "$work/out"

@@ -70,6 +70,14 @@ struct options {
   std::filesystem::path shadow_dir{};
   /// Which checks a library must pass before it is loaded.
   trust_checks trust{};
+  /// Load each new library first in a short-lived child process (fork + dlopen), so that a
+  /// static initialiser that throws (std::terminate), crashes or hangs kills that child,
+  /// not this program; the library is then refused. Costs a fork per load, and static
+  /// initialisers run twice (in the child, then here): turn it off for plugins whose
+  /// initialisers must not.
+  bool probe_in_child = true;
+  /// Longest wait for the probe's static initialisers.
+  std::chrono::milliseconds probe_timeout{10'000};
   /// Where persistent_json_state writes its snapshots, one `<plugin>.json` per plugin
   /// (created 0700 if missing). Unused by the other State policies.
   std::filesystem::path state_dir{};

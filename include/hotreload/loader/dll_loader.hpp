@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <random>
@@ -21,9 +22,12 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/file.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace hotreload {
@@ -121,6 +125,53 @@ inline std::string elf_truncation(int fd) {
          " bytes; still being written?)";
 }
 
+/// Loads `image` in a forked child process, which then exits at once; returns why that
+/// went wrong (a signal, or no exit within `limit`), or "" if the child survived its static
+/// initialisers (a dlopen error is left for the real load to report). The parent waits on
+/// a pidfd (or, without one, by polling waitpid every millisecond).
+inline std::string probe_in_child(const std::filesystem::path& image, std::chrono::milliseconds limit) {
+  pid_t pid = ::fork();
+  if (pid < 0) return {}; // cannot probe: load as usual
+  if (pid == 0) {
+    void* handle = ::dlopen(image.c_str(), RTLD_NOW | RTLD_LOCAL);
+    ::_exit(handle ? 0 : 1); // no destructors, no atexit handlers, no stdio flush
+  }
+  int status = 0;
+  bool exited = false;
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  for (;;) {
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid || (r < 0 && errno != EINTR)) {
+      exited = r == pid;
+      break;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    if (pidfd >= 0) {
+      pollfd p{pidfd, POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 1000)));
+    } else {
+      ::usleep(1000);
+    }
+  }
+  if (pidfd >= 0) ::close(pidfd);
+  if (!exited) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    return "loading it in a probe process did not finish within " + std::to_string(limit.count()) +
+           " ms (a static initialiser hangs?); fix its static initialisers, or raise options.probe_timeout";
+  }
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    const char* name = ::sigabbrev_np(sig);
+    return "loading it killed a probe process with SIG" + std::string(name ? name : "?") +
+           (sig == SIGABRT ? " (an exception escaped a static initialiser, or it called abort)" : "") +
+           "; fix its static initialisers (this program was not affected)";
+  }
+  return {};
+}
+
 /// Copies `from` to a new file `to` (mode 0500, O_EXCL). Returns why it failed, or "".
 /// An incomplete ELF file fails with a message starting "it is truncated"; a file that
 /// fails the owner/permission checks (on the very file copied) with "it is owned" or "it
@@ -170,7 +221,8 @@ inline std::string copy_file_private(const std::filesystem::path& from, const st
 class dll_loader {
 public:
   dll_loader() = default;
-  explicit dll_loader(const options& opts) : root_(opts.shadow_dir), trust_(opts.trust) {}
+  explicit dll_loader(const options& opts)
+      : root_(opts.shadow_dir), trust_(opts.trust), probe_(opts.probe_in_child), probe_timeout_(opts.probe_timeout) {}
 
   loaded_library load(const std::filesystem::path& source, error_info& err) {
     namespace fs = std::filesystem;
@@ -201,6 +253,9 @@ public:
     auto m = std::make_shared<mapping>();
     m->image = image;
     m->dir = dir_;
+    if (probe_)
+      if (auto why = detail::probe_in_child(image, probe_timeout_); !why.empty())
+        return fail(err, errc::load_failed, source.string() + " was refused: " + why); // `m` unlinks the copy
     m->library.load(image, ec, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
     if (ec)
       return fail(err, errc::load_failed,
@@ -250,6 +305,8 @@ private:
 
   std::filesystem::path root_;
   trust_checks trust_{};
+  bool probe_ = true;
+  std::chrono::milliseconds probe_timeout_{10'000};
   std::shared_ptr<detail::shadow_directory> dir_;
 };
 

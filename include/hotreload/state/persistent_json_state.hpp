@@ -32,20 +32,26 @@ namespace hotreload {
 /// renamed over `<plugin>.json`, and the directory fsync'ed; whenever the process dies, the
 /// file holds the previous snapshot or the new one, never a mix. At the next start, a file
 /// that is corrupt or unreadable is moved aside (`<plugin>.json.corrupt-<time>`, never
-/// deleted), reported in the log, and the plugin starts with empty state.
+/// deleted), reported in the log, and the plugin starts with empty state. Snapshots are
+/// written whenever the reloader takes one: before each reload and at async_stop. Without
+/// options.state_dir, snapshots stay in memory only, like json_state (logged at start).
 class persistent_json_state {
 public:
   static constexpr bool preserves_state = true;
 
   explicit persistent_json_state(const options& opts)
       : dir_(opts.state_dir), log_(opts.verbosity, opts.sink) {
+    if (dir_.empty())
+      log_.log(log_level::info, {},
+               "persistent_json_state: no options.state_dir, so state snapshots are kept in memory only");
     remove_stale_temporaries();
   }
 
   const std::filesystem::path& directory() const noexcept { return dir_; }
 
   error_info save(std::string_view plugin, const boost::json::object& snapshot) {
-    if (auto err = write(plugin, boost::json::serialize(snapshot))) return err;
+    if (!dir_.empty())
+      if (auto err = write(plugin, boost::json::serialize(snapshot))) return err;
     return memory_.save(plugin, snapshot);
   }
 
@@ -86,9 +92,6 @@ private:
 
   // Temporary file, fsync, rename over the real one, fsync the directory.
   error_info write(std::string_view plugin, const std::string& text) {
-    if (dir_.empty())
-      return failure(plugin, "persistent_json_state has no directory for the state of plugin '" +
-                                 std::string(plugin) + "'; set options.state_dir");
     std::error_code ec;
     if (!std::filesystem::is_directory(dir_, ec)) {
       std::filesystem::create_directories(dir_, ec);
