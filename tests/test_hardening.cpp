@@ -579,3 +579,56 @@ TEST_CASE("a plugin directory without read permission: a clear error at start, o
   std::error_code ec;
   fs::remove_all(shadow, ec);
 }
+
+TEST_CASE("setup_async that throws, throws a non-std type or never finishes: that plugin is unavailable, "
+          "the others serve, and a fixed version starts") {
+  for (const char* how : {"std", "int", "hang"}) {
+    CAPTURE(how);
+    sandbox box;
+    box.install("counter_v1");
+    box.install("greeter_named", "other.so"); // another plugin, which must serve regardless
+    asio::io_context io;
+    auto opts = box.opts();
+    opts.verbosity = hr::log_level::off;
+    opts.timeouts.setup = 300ms;
+    opts.plugin_config["counter"] = failing("setup", how, "1.0.0");
+    reloader r(io.get_executor(), opts);
+    run(io, [&]() -> awaitable<void> {
+      auto [ec] = co_await r.async_start(asio::as_tuple(use_awaitable));
+      auto expected = std::string_view(how) == "hang" ? hr::errc::hook_timeout : hr::errc::setup_failed;
+      CHECK(ec == expected);
+      auto err = r.info("counter")->last_error;
+      REQUIRE(err);
+      CHECK(err->code == expected);
+      CHECK(err->message.find("setup_async") != std::string::npos);
+      CHECK(r.try_get("other"));
+      auto [ec2, p] = co_await r.async_get("counter", asio::as_tuple(use_awaitable));
+      CHECK(ec2 == hr::errc::plugin_unavailable);
+      box.install("counter_v2");
+      co_await r.async_reload_plugin("counter", use_awaitable);
+      CHECK((co_await r.async_get("counter", use_awaitable))->version() == "2.0.0");
+      co_await r.async_stop(use_awaitable);
+    });
+  }
+}
+
+TEST_CASE("trust checks apply to the directories of HOTRELOAD_PLUGIN_PATHS too") {
+  sandbox box, extra;
+  extra.install("greeter_named", "other.so");
+  fs::permissions(extra.plugins, fs::perms(0777));
+  ::setenv("HOTRELOAD_TRUST_TEST_PATHS", extra.plugins.c_str(), 1);
+  box.install("counter_v1");
+  asio::io_context io;
+  auto opts = box.opts();
+  opts.paths_env = "HOTRELOAD_TRUST_TEST_PATHS";
+  opts.verbosity = hr::log_level::off;
+  reloader r(io.get_executor(), opts);
+  run(io, [&]() -> awaitable<void> {
+    auto [ec] = co_await r.async_start(asio::as_tuple(use_awaitable));
+    CHECK(ec == hr::errc::untrusted_file);
+    CHECK(r.try_get("counter"));
+    CHECK(!r.try_get("other"));
+    co_await r.async_stop(use_awaitable);
+  });
+  ::unsetenv("HOTRELOAD_TRUST_TEST_PATHS");
+}
