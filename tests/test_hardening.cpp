@@ -107,6 +107,29 @@ boost::json::object failing(const char* hook, const char* how, const char* versi
 
 } // namespace
 
+TEST_CASE("bad files as a new version: refused, each with its own message") {
+  auto bytes = [](std::string b) { return [b](const sandbox& s) { s.write(b); }; };
+  std::mt19937 gen(7);
+  std::string random(4096, '\0');
+  for (auto& c : random) c = static_cast<char>(gen());
+  auto v2 = bytes_of(sandbox::built("counter_v2"));
+  const std::vector<bad_version> cases = {
+      {"missing file", [](const sandbox& b) { fs::remove(b.plugins / "counter.so"); }, hr::errc::file_not_found,
+       {"does not exist"}},
+      {"empty file", bytes(""), hr::errc::load_failed, {"not a loadable library"}},
+      {"random bytes", bytes(random), hr::errc::load_failed, {"not a loadable library"}},
+      {"a truncated copy of a valid plugin", bytes(v2.substr(0, v2.size() * 2 / 3)), hr::errc::load_failed,
+       {"it is truncated"}},
+      {"a valid library that is not a plugin", [](const sandbox& b) { b.install("not_a_plugin"); },
+       hr::errc::not_a_plugin, {"lacks the exports hotreload_abi_tag, hotreload_metadata, hotreload_create"}},
+      {"a plugin for another interface", [](const sandbox& b) { b.install("other_iface"); }, hr::errc::abi_mismatch,
+       {"other_iface"}},
+      {"another plugin's library", [](const sandbox& b) { b.install("greeter_named"); }, hr::errc::name_mismatch,
+       {"other"}},
+  };
+  for (auto& c : cases) check_refused(c);
+}
+
 TEST_CASE("bad metadata in a new version: refused, each with its own message") {
   auto meta = [](std::string json) { return [json](const sandbox& b) { b.write(with_metadata(json)); }; };
   const std::vector<bad_version> cases = {

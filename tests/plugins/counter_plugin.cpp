@@ -1,5 +1,5 @@
 // A counter plugin, built in several variants (see meson.build): PLUGIN_VERSION sets the
-// version, and each FAIL_* / HANG_* macro makes one hook misbehave. At run time,
+// version; FAIL_ON_RELOAD makes on_reload_async throw. At run time,
 // options.plugin_config {"counter": {"fail_hook": H, "fail_how": "std"|"int"|"hang",
 // "fail_version": V}} makes hook H (ctor, setup, teardown, get_state, set_state,
 // migrate_state, on_reload) of version V (default: every version) throw a std::exception,
@@ -73,9 +73,6 @@ public:
       : ctx_(ctx), journal_(ctx.shared<test::journal>()), heartbeat_(ctx.executor()) {
     note("ctor");
     fail_now("ctor");
-#ifdef FAIL_CTOR
-    throw std::runtime_error("constructor failure requested by the test");
-#endif
   }
   ~counter_plugin() override { note("dtor"); }
 
@@ -89,9 +86,6 @@ public:
     note("setup");
     co_await maybe_fail("setup");
     see_dependencies();
-#ifdef FAIL_SETUP
-    throw std::runtime_error("setup failure requested by the test");
-#endif
     arm();
     co_return;
   }
@@ -110,22 +104,12 @@ public:
 #ifdef FAIL_ON_RELOAD
     throw std::runtime_error("on_reload_async failure requested by the test");
 #endif
-#ifdef THROW_NON_STD
-    throw 42;
-#endif
-#ifdef HANG_ON_RELOAD
-    asio::steady_timer forever(co_await asio::this_coro::executor, std::chrono::hours(1));
-    co_await forever.async_wait(asio::as_tuple(asio::use_awaitable));
-#endif
     arm();
     co_return;
   }
   awaitable<boost::json::value> get_reload_state() override {
     note("get_state");
     co_await maybe_fail("get_state");
-#ifdef FAIL_GET_STATE
-    throw std::runtime_error("get_reload_state failure requested by the test");
-#endif
 #ifdef STATE_V2
     history_.emplace_back(PLUGIN_VERSION);
     boost::json::object state{{"total", count_.load()}, {"history", history_}};
@@ -140,9 +124,6 @@ public:
   awaitable<void> set_reload_state(boost::json::value state) override {
     note("set_state");
     co_await maybe_fail("set_state");
-#ifdef FAIL_SET_STATE
-    throw std::runtime_error("set_reload_state failure requested by the test");
-#endif
 #ifdef STATE_V2
     // Only ever given its own format: older ones went through migrate_state.
     count_ = static_cast<int>(state.at("total").to_number<std::int64_t>());
