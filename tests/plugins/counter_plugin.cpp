@@ -5,7 +5,8 @@
 // migrate_state, on_reload) of version V (default: every version) throw a std::exception,
 // throw an int, or never finish. STATE_V2: state_version 2, state {"total", "history"}, with
 // a migration from state_version 1. META_SLOT: the metadata lives in a 1.2 MB array that
-// tests patch in copies of the file. STATIC_INIT_THROWS: a static initialiser throws.
+// tests patch in copies of the file; with NO_METADATA_EXPORT / NO_CREATE_EXPORT, one export
+// is missing. STATIC_INIT_THROWS: a static initialiser throws.
 #include "counter_iface.hpp"
 
 #include <hotreload/export.hpp>
@@ -214,10 +215,14 @@ HOTRELOAD_PLUGIN(counter_plugin, R"({"name": ")" PLUGIN_NAME R"(", "version": ")
 static_assert(::hotreload::detail::check_plugin_class<counter_plugin>());
 extern "C" HOTRELOAD_EXPORT const ::hotreload::abi_tag hotreload_abi_tag =
     ::hotreload::make_abi_tag<counter_plugin::interface_type>();
+#ifndef NO_METADATA_EXPORT
 extern "C" HOTRELOAD_EXPORT const char hotreload_metadata[1200 * 1024] =
     R"({"name": "counter", "version": "1.0.0", "slot": "METADATA-SLOT"})";
+#endif
+#ifndef NO_CREATE_EXPORT
 extern "C" HOTRELOAD_EXPORT void* hotreload_create(const ::hotreload::plugin_context& context,
                                                    std::string& error) noexcept {
   return ::hotreload::detail::create_plugin<counter_plugin>(context, error);
 }
+#endif
 #endif

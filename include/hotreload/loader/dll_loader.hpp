@@ -133,6 +133,9 @@ inline std::string probe_in_child(const std::filesystem::path& image, std::chron
   pid_t pid = ::fork();
   if (pid < 0) return {}; // cannot probe: load as usual
   if (pid == 0) {
+    // The host's handlers (a crash reporter, a test framework's) must not run here: the
+    // default action of a fatal signal is the answer.
+    for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS}) ::signal(sig, SIG_DFL);
     void* handle = ::dlopen(image.c_str(), RTLD_NOW | RTLD_LOCAL);
     ::_exit(handle ? 0 : 1); // no destructors, no atexit handlers, no stdio flush
   }
