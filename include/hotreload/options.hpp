@@ -74,8 +74,8 @@ struct options {
   /// static initialiser that throws (std::terminate), crashes or hangs kills that child,
   /// not this program; the library is then refused. Costs a fork per load, and static
   /// initialisers run twice (in the child, then here): turn it off for plugins whose
-  /// initialisers must not. The reloader's thread waits for the child (about 0.5 ms; at
-  /// most probe_timeout if an initialiser hangs).
+  /// initialisers must not. The reloader's thread waits for the child (about 1 ms on the
+  /// project's machine; at most probe_timeout if an initialiser hangs).
   bool probe_in_child = true;
   /// Longest wait for the probe's static initialisers.
   std::chrono::milliseconds probe_timeout{10'000};
