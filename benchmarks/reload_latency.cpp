@@ -2,7 +2,7 @@
 // successful call that returns the new version; against the floor measured in the same run:
 // shadow copy + dlopen(RTLD_NOW) + symbol lookup + factory + dlclose, by hand.
 //
-//   reload_latency [--trials N] [--polling-trials N]
+//   reload_latency [--trials N] [--polling-trials N] [--grow-mb MB]
 #include <hotreload.hpp>
 
 #include "bench.hpp"
@@ -14,6 +14,8 @@
 #include <map>
 
 #include <dlfcn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace asio = boost::asio;
 namespace hr = hotreload;
@@ -117,12 +119,30 @@ std::vector<double> watched_us(int trials, const sandbox& box, steps_t* steps, s
   return us;
 }
 
-std::vector<double> manual_us(int trials, const sandbox& box, bool probe = true) {
+// What forking this process costs now: what a probe forked from the program itself would pay.
+std::vector<double> fork_us(int trials) {
+  std::vector<double> us;
+  for (int t = 0; t < trials; ++t) {
+    auto t0 = clock_type::now();
+    pid_t pid = ::fork();
+    if (pid == 0) ::_exit(0);
+    ::waitpid(pid, nullptr, 0);
+    us.push_back(bench::us_since(t0));
+  }
+  return us;
+}
+
+// Manual reloads; with `grow_mb`, the program first touches that much more memory (after
+// the reloader, and so its probe process, exists), and `forks` gets what a fork costs then.
+std::vector<double> manual_us(int trials, const sandbox& box, bool probe = true, int grow_mb = 0,
+                              std::vector<double>* forks = nullptr) {
   std::vector<double> us;
   asio::io_context io;
   auto opts = box.opts();
   opts.probe_in_child = probe;
   hr::basic_hot_reloader<test::counter_iface, hr::manual_watcher> r(io.get_executor(), opts);
+  std::vector<char> ballast(std::size_t(grow_mb) << 20, 1); // every page touched
+  if (forks) *forks = fork_us(trials);
   asio::co_spawn(io, [&]() -> asio::awaitable<void> {
     co_await r.async_start(asio::use_awaitable);
     for (int t = 1; t <= trials; ++t) {
@@ -144,6 +164,7 @@ std::vector<double> manual_us(int trials, const sandbox& box, bool probe = true)
 int main(int argc, char** argv) {
   int trials = bench::arg(argc, argv, "--trials", 200);
   int polling_trials = bench::arg(argc, argv, "--polling-trials", 30);
+  int grow_mb = bench::arg(argc, argv, "--grow-mb", 512);
   sandbox box;
   auto size = fs::file_size(box.plugins / "counter.so");
   std::fprintf(stderr, "plugin: %ju bytes (-O2)\n", static_cast<std::uintmax_t>(size));
@@ -184,5 +205,13 @@ int main(int argc, char** argv) {
   auto unprobed = manual_us(trials, box, false);
   bench::report("reload_latency", "manual_without_probe_in_child", unprobed,
                 bench::field("ratio_to_floor", bench::summarize(unprobed).p50 / f));
+  // The probe forks a server made when the reloader was, not the program: its cost does not
+  // grow with the program. Baseline: forking the grown program itself, in the same run.
+  std::vector<double> forks;
+  auto grown = manual_us(trials, box, true, grow_mb, &forks);
+  bench::report("reload_latency", "fork_of_program_grown_" + std::to_string(grow_mb) + "MB", forks);
+  bench::report("reload_latency", "manual_program_grown_" + std::to_string(grow_mb) + "MB", grown,
+                bench::field("ratio_to_manual", bench::summarize(grown).p50 / bench::summarize(manual).p50) +
+                    bench::field("ratio_to_fork", bench::summarize(grown).p50 / bench::summarize(forks).p50));
   return 0;
 }

@@ -454,22 +454,30 @@ private:
   // ---- versions and instances -------------------------------------------------------
 
   // Step 1: a fresh mapping of `file`, its ABI tag checked and its metadata parsed.
-  version_ptr load_version(const std::filesystem::path& file, error_info& err) {
-    if ((err = detail::check_trust(file, plugin_dirs(), opts_.trust))) return nullptr;
-    auto lib = loader_.value.load(file, err);
-    if (err) return nullptr;
+  // A Loader with `async_load` (dll_loader: its probe) does not block the strand meanwhile.
+  awaitable<version_ptr> load_version(std::filesystem::path file, error_info& err) {
+    if ((err = detail::check_trust(file, plugin_dirs(), opts_.trust))) co_return nullptr;
+    loaded_library lib;
+    if constexpr (requires(Loader& l) { l.async_load(file); }) {
+      auto loaded = co_await loader_.value.async_load(file);
+      lib = std::move(loaded.first);
+      err = std::move(loaded.second);
+    } else {
+      lib = loader_.value.load(file, err);
+    }
+    if (err) co_return nullptr;
     static const abi_tag ours = make_abi_tag<Interface>();
     if (auto why = abi_mismatch(ours, *lib.tag); !why.empty()) {
       err = fail({}, errc::abi_mismatch, file.string() + " was refused: " + why);
-      return nullptr;
+      co_return nullptr;
     }
     plugin_metadata meta;
-    if ((err = parse_metadata(lib.metadata, file.string(), meta))) return nullptr;
+    if ((err = parse_metadata(lib.metadata, file.string(), meta))) co_return nullptr;
     // The last reference may drop anywhere, even inside plugin code still on the stack (a
     // plugin's completion handler being destroyed), so the unmapping always runs later, in a
     // handler of our own on the strand.
     ++hub_->live_versions;
-    return version_ptr(new version{std::move(lib), std::move(meta)}, [weak = std::weak_ptr<hub>(hub_)](const version* v) {
+    co_return version_ptr(new version{std::move(lib), std::move(meta)}, [weak = std::weak_ptr<hub>(hub_)](const version* v) {
       auto h = weak.lock();
       if (!h) {
         // The reloader is gone, so no handler of ours can unmap it, and the caller may be
@@ -1057,7 +1065,12 @@ private:
       }
       error_info err;
       auto tried = detail::stamp_of(file);
-      auto v = load_version(file, err);
+      auto v = co_await load_version(file, err);
+      // The load may have waited (a probe): meanwhile a stop may have begun, or another
+      // call may have loaded this very file.
+      if (v && stopping_) err = fail(v->meta.name, errc::stopping, "not loaded: the reloader is stopping");
+      if (v && !err && find_by_source(file)) continue;
+      if (err) v = nullptr;
       if (!v) {
         err.plugin = file.stem().string();
         log(log_level::error, err.plugin, "Failed to load plugin library " + file.string() + ": " + err.message);
@@ -1423,7 +1436,7 @@ private:
       emit(event_kind::reload_started, n, e->ver, nullptr);
       error_info err;
       e->tried = detail::stamp_of(e->source);
-      auto nv = load_version(e->source, err);
+      auto nv = co_await load_version(e->source, err);
       if (nv && nv->meta.name != n)
         err = fail(n, errc::name_mismatch,
                    e->source.string() + " now declares plugin '" + nv->meta.name + "', not '" + n +

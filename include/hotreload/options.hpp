@@ -70,12 +70,14 @@ struct options {
   std::filesystem::path shadow_dir{};
   /// Which checks a library must pass before it is loaded.
   trust_checks trust{};
-  /// Load each new library first in a short-lived child process (fork + dlopen), so that a
-  /// static initialiser that throws (std::terminate), crashes or hangs kills that child,
-  /// not this program; the library is then refused. Costs a fork per load, and static
-  /// initialisers run twice (in the child, then here): turn it off for plugins whose
-  /// initialisers must not. The reloader's thread waits for the child (about 1 ms on the
-  /// project's machine; at most probe_timeout if an initialiser hangs).
+  /// Load each new library first in a throw-away process, so that a static initialiser
+  /// that throws (std::terminate), crashes or hangs kills that process, not this program;
+  /// the library is then refused. The loader forks one small probe server when it is
+  /// created (so create the reloader early, before the program grows: it is a copy of the
+  /// program at that moment, holding none of its descriptors); each probe is a fork of that
+  /// server, whatever the program weighs by then, and the reloader awaits the answer without
+  /// blocking its thread. Static initialisers run twice (in the probe, then here): turn it
+  /// off for plugins whose initialisers must not.
   bool probe_in_child = true;
   /// Longest wait for the probe's static initialisers.
   std::chrono::milliseconds probe_timeout{10'000};

@@ -6,10 +6,12 @@
 // throw an int, or never finish. STATE_V2: state_version 2, state {"total", "history"}, with
 // a migration from state_version 1. META_SLOT: the metadata lives in a 1.2 MB array that
 // tests patch in copies of the file; with NO_METADATA_EXPORT / NO_CREATE_EXPORT, one export
-// is missing. STATIC_INIT_THROWS: a static initialiser throws.
+// is missing. STATIC_INIT_THROWS / STATIC_INIT_HANGS: a static initialiser throws / never returns.
 #include "counter_iface.hpp"
 
 #include <hotreload/export.hpp>
+
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -65,6 +67,15 @@ namespace {
 struct throws_at_load {
   throws_at_load() { throw std::runtime_error("static initialiser failure requested by the test"); }
 } throws_at_load_instance;
+} // namespace
+#endif
+#ifdef STATIC_INIT_HANGS
+namespace {
+struct hangs_at_load {
+  hangs_at_load() {
+    for (;;) ::pause();
+  }
+} hangs_at_load_instance;
 } // namespace
 #endif
 

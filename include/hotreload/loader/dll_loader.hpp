@@ -2,6 +2,7 @@
 #define HOTRELOAD_LOADER_DLL_LOADER_HPP
 
 #include <hotreload/config.hpp>
+#include <hotreload/detail/probe.hpp>
 #include <hotreload/detail/trust.hpp>
 #include <hotreload/loader/loader.hpp>
 #include <hotreload/metadata.hpp>
@@ -21,13 +22,9 @@
 #include <dlfcn.h>
 #include <elf.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <poll.h>
 #include <sys/file.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 namespace hotreload {
@@ -125,56 +122,6 @@ inline std::string elf_truncation(int fd) {
          " bytes; still being written?)";
 }
 
-/// Loads `image` in a forked child process, which then exits at once; returns why that
-/// went wrong (a signal, or no exit within `limit`), or "" if the child survived its static
-/// initialisers (a dlopen error is left for the real load to report). The parent waits on
-/// a pidfd (or, without one, by polling waitpid every millisecond).
-inline std::string probe_in_child(const std::filesystem::path& image, std::chrono::milliseconds limit) {
-  pid_t pid = ::fork();
-  if (pid < 0) return {}; // cannot probe: load as usual
-  if (pid == 0) {
-    // The host's handlers (a crash reporter, a test framework's) must not run here: the
-    // default action of a fatal signal is the answer.
-    for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS}) ::signal(sig, SIG_DFL);
-    void* handle = ::dlopen(image.c_str(), RTLD_NOW | RTLD_LOCAL);
-    ::_exit(handle ? 0 : 1); // no destructors, no atexit handlers, no stdio flush
-  }
-  int status = 0;
-  bool exited = false;
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  for (;;) {
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid || (r < 0 && errno != EINTR)) {
-      exited = r == pid;
-      break;
-    }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    if (pidfd >= 0) {
-      pollfd p{pidfd, POLLIN, 0};
-      ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 1000)));
-    } else {
-      ::usleep(1000);
-    }
-  }
-  if (pidfd >= 0) ::close(pidfd);
-  if (!exited) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-    return "loading it in a probe process did not finish within " + std::to_string(limit.count()) +
-           " ms (a static initialiser hangs?); fix its static initialisers, or raise options.probe_timeout";
-  }
-  if (WIFSIGNALED(status)) {
-    int sig = WTERMSIG(status);
-    const char* name = ::sigabbrev_np(sig);
-    return "loading it killed a probe process with SIG" + std::string(name ? name : "?") +
-           (sig == SIGABRT ? " (an exception escaped a static initialiser, or it called abort)" : "") +
-           "; fix its static initialisers (this program was not affected)";
-  }
-  return {};
-}
-
 /// Copies `from` to a new file `to` (mode 0500, O_EXCL). Returns why it failed, or "".
 /// An incomplete ELF file fails with a message starting "it is truncated"; a file that
 /// fails the owner/permission checks (on the very file copied) with "it is owned" or "it
@@ -219,22 +166,65 @@ inline std::string copy_file_private(const std::filesystem::path& from, const st
 } // namespace detail
 
 /// The default Loader: copies each version to a fresh shadow file (glibc would hand back
-/// the already-loaded object for the same path or inode) and maps it with Boost.DLL,
-/// RTLD_NOW | RTLD_LOCAL, so a missing symbol fails here instead of at first call.
+/// the already-loaded object for the same path or inode), probes it in a child process
+/// (options.probe_in_child) and maps it with Boost.DLL, RTLD_NOW | RTLD_LOCAL, so a missing
+/// symbol fails here instead of at first call. The reloader calls `async_load`, which waits
+/// for the probe without blocking its executor; `load` is the same, blocking.
 class dll_loader {
 public:
-  dll_loader() = default;
+  dll_loader() : dll_loader(options{}) {}
   explicit dll_loader(const options& opts)
-      : root_(opts.shadow_dir), trust_(opts.trust), probe_(opts.probe_in_child), probe_timeout_(opts.probe_timeout) {}
+      : root_(opts.shadow_dir), trust_(opts.trust), probe_(opts.probe_in_child), probe_timeout_(opts.probe_timeout) {
+    if (probe_) server_ = detail::probe_server::start(); // now, while the program is small
+  }
 
   loaded_library load(const std::filesystem::path& source, error_info& err) {
-    namespace fs = std::filesystem;
+    auto m = stage(source, err);
+    if (!m) return {};
+    if (probe_) {
+      int fd = ask_probe(*m, err);
+      if (fd < 0 || !accept(detail::probe_server::read_result(fd), source, err)) return {};
+    }
+    return map(std::move(m), err);
+  }
+
+  awaitable<std::pair<loaded_library, error_info>> async_load(std::filesystem::path source) {
+    error_info err;
+    auto m = stage(source, err);
+    if (m && probe_) {
+      int fd = ask_probe(*m, err);
+      if (fd >= 0) {
+        auto result = co_await detail::probe_server::async_read_result(fd);
+        accept(result, source, err);
+      }
+    }
+    loaded_library lib;
+    if (!err) lib = map(std::move(m), err);
+    co_return std::pair<loaded_library, error_info>(std::move(lib), std::move(err));
+  }
+
+  /// The probe server's process id (0 without one), for tools and tests.
+  pid_t probe_pid() const noexcept { return server_ ? server_->pid() : 0; }
+
+private:
+  // Owns one mapped copy: unmaps it, then deletes the file.
+  struct mapping {
+    std::filesystem::path source, image;
+    boost::dll::shared_library library;
+    std::shared_ptr<detail::shadow_directory> dir;
+    ~mapping() {
+      library.unload();
+      ::unlink(image.c_str());
+    }
+  };
+
+  // The shadow copy of `source`, checked (trust, completeness), not mapped yet.
+  std::shared_ptr<mapping> stage(const std::filesystem::path& source, error_info& err) {
     std::error_code ec;
-    if (!fs::exists(source, ec))
+    if (!std::filesystem::exists(source, ec))
       return fail(err, errc::file_not_found,
                   source.string() + " does not exist; check the path or rebuild the plugin");
-    if (!dir_ && !(dir_ = detail::shadow_directory::create(root_, err))) return {};
-
+    if (!dir_ && !(dir_ = detail::shadow_directory::create(root_, err))) return nullptr;
     auto image = dir_->next_name(source);
     if (auto why = detail::copy_file_private(source, image, trust_); !why.empty())
       return fail(err,
@@ -243,31 +233,44 @@ public:
                           why.starts_with("it is not a regular")                          ? errc::untrusted_file
                                                                                           : errc::shadow_copy_failed,
                   source.string() + " cannot be loaded: " + why);
-
-    struct mapping {
-      boost::dll::shared_library library;
-      std::filesystem::path image;
-      std::shared_ptr<detail::shadow_directory> dir;
-      ~mapping() {
-        library.unload();
-        ::unlink(image.c_str());
-      }
-    };
     auto m = std::make_shared<mapping>();
-    m->image = image;
+    m->source = source;
+    m->image = std::move(image);
     m->dir = dir_;
-    if (probe_)
-      if (auto why = detail::probe_in_child(image, probe_timeout_); !why.empty())
-        return fail(err, errc::load_failed, source.string() + " was refused: " + why); // `m` unlinks the copy
-    m->library.load(image, ec, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    return m;
+  }
+
+  // Sends the copy to the probe server (started afresh if the last one is gone); returns
+  // the descriptor its answer will arrive on, or -1 with `err` set.
+  int ask_probe(const mapping& m, error_info& err) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (!server_) server_ = detail::probe_server::start();
+      if (!server_) break;
+      if (int fd = server_->request(m.image, probe_timeout_); fd >= 0) return fd;
+      server_.reset();
+    }
+    fail(err, errc::load_failed,
+         m.source.string() + " was not loaded: no probe process could be started (" + std::strerror(errno) +
+             "); free resources (processes, memory), or set options.probe_in_child = false");
+    return -1;
+  }
+
+  bool accept(detail::probe_result result, const std::filesystem::path& source, error_info& err) {
+    if (result.kind == detail::probe_result::lost) server_.reset(); // start a new one next time
+    auto why = detail::probe_verdict(result, probe_timeout_);
+    if (!why.empty()) fail(err, errc::load_failed, source.string() + " was refused: " + why);
+    return why.empty();
+  }
+
+  // Maps the copy here and resolves the three exports.
+  loaded_library map(std::shared_ptr<mapping> m, error_info& err) {
+    const auto& source = m->source;
+    std::error_code ec;
+    m->library.load(m->image, ec, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
     if (ec)
       return fail(err, errc::load_failed,
-                  source.string() + " is not a loadable library: " + dlopen_error(image) +
+                  source.string() + " is not a loadable library: " + dlopen_error(m->image) +
                       "; rebuild it (a missing symbol means it needs a library or host symbol that is not there)");
-
-    loaded_library lib;
-    lib.source = source;
-    lib.image = image;
     std::string missing;
     for (const char* symbol : {"hotreload_abi_tag", "hotreload_metadata", "hotreload_create"})
       if (!m->library.has(symbol)) missing += (missing.empty() ? "" : ", ") + std::string(symbol);
@@ -276,6 +279,9 @@ public:
                   source.string() + " is a shared library but not a hotreload plugin (it lacks the export" +
                       (missing.find(',') != std::string::npos ? "s " : " ") + missing +
                       "); add HOTRELOAD_PLUGIN(your_class, R\"({\"name\": ...})\") to one of its sources, once");
+    loaded_library lib;
+    lib.source = source;
+    lib.image = m->image;
     lib.tag = &m->library.get<const abi_tag>("hotreload_abi_tag");
     const char* meta = &m->library.get<const char>("hotreload_metadata");
     lib.metadata = std::string_view(meta, ::strnlen(meta, max_metadata_size + 1));
@@ -284,8 +290,12 @@ public:
     return lib;
   }
 
-private:
-  static loaded_library fail(error_info& err, errc code, std::string message) {
+  // An empty result (whatever the caller returns) with `err` filled.
+  struct failure {
+    template <class T>
+    operator T() const { return T{}; }
+  };
+  static failure fail(error_info& err, errc code, std::string message) {
     err = {make_error_code(code), {}, std::move(message)};
     return {};
   }
@@ -310,6 +320,7 @@ private:
   trust_checks trust_{};
   bool probe_ = true;
   std::chrono::milliseconds probe_timeout_{10'000};
+  std::shared_ptr<detail::probe_server> server_;
   std::shared_ptr<detail::shadow_directory> dir_;
 };
 

@@ -29,6 +29,9 @@ struct loaded_library {
 /// A Loader policy maps a library file and resolves the plugin exports, or fills `error`
 /// (errc::file_not_found, shadow_copy_failed, load_failed, not_a_plugin) and returns an
 /// empty loaded_library. Every call must yield a distinct mapping even for the same path.
+/// A Loader may also offer `awaitable<std::pair<loaded_library, error_info>>
+/// async_load(std::filesystem::path)`; the reloader then uses it instead, so slow steps (a
+/// probe process, a download) do not block its executor.
 template <class L>
 concept loader = requires(L& l, const std::filesystem::path& path, error_info& error) {
   { l.load(path, error) } -> std::same_as<loaded_library>;
