@@ -50,50 +50,85 @@ struct sandbox {
   }
 };
 
-// The floor: what any reloader must do at least, done by hand.
-std::vector<double> floor_us(int trials, const sandbox& box) {
+using parts_t = std::map<std::string, std::vector<double>>;
+
+// The floor: what any reloader must do at least, done by hand; `parts` gets each part.
+std::vector<double> floor_us(int trials, const sandbox& box, parts_t& parts) {
   std::vector<double> us;
   asio::io_context io;
   fs::create_directories(box.shadow / "floor");
   for (int t = 0; t < trials; ++t) {
     auto image = box.shadow / "floor" / ("counter." + std::to_string(t) + ".so");
-    auto t0 = clock_type::now();
+    auto t0 = clock_type::now(), lap = t0;
+    auto part = [&](const char* name) {
+      parts[name].push_back(bench::us_since(lap));
+      lap = clock_type::now();
+    };
     if (!hr::detail::copy_file_private(box.plugins / "counter.so", image).empty()) return {};
+    part("copy");
     void* h = ::dlopen(image.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!h) return {};
     auto* tag = static_cast<const hr::abi_tag*>(::dlsym(h, "hotreload_abi_tag"));
     auto* meta = static_cast<const char*>(::dlsym(h, "hotreload_metadata"));
     auto* create = reinterpret_cast<hr::detail::create_fn*>(::dlsym(h, "hotreload_create"));
     if (!tag || !meta || !create) return {};
+    part("dlopen_dlsym");
     std::string why;
     hr::plugin_context ctx("counter", io.get_executor(), hr::plugin_logger({}, "counter"), {}, {});
     auto* p = static_cast<test::counter_iface*>(create(ctx, why));
     p->count();
     delete p;
+    part("factory_call_delete");
     ::dlclose(h);
     ::unlink(image.c_str());
+    part("dlclose_unlink");
     us.push_back(bench::us_since(t0));
   }
+  return us;
+}
+
+// The probe alone (options.probe_in_child): a shadow copy loaded by a fork of the probe
+// server, from the request to the answer.
+std::vector<double> probe_us(int trials, const sandbox& box) {
+  std::vector<double> us;
+  auto server = hr::detail::probe_server::start();
+  if (!server) return us;
+  auto image = box.shadow / "floor" / "probed.so";
+  if (!hr::detail::copy_file_private(box.plugins / "counter.so", image).empty()) return us;
+  for (int t = 0; t < trials; ++t) {
+    auto t0 = clock_type::now();
+    auto result = hr::detail::probe_server::read_result(server->request(image, std::chrono::seconds(10)));
+    if (result.kind != hr::detail::probe_result::exited) return {};
+    us.push_back(bench::us_since(t0));
+  }
+  ::unlink(image.c_str());
   return us;
 }
 
 using steps_t = std::map<hr::reload_step, std::vector<double>>;
 
 // Renames new builds into place `trials` times and waits for the new code to answer.
+// `steps` and `unload` (until the old version is unmapped) count from the reload's start.
 template <class Watcher>
 std::vector<double> watched_us(int trials, const sandbox& box, steps_t* steps, std::vector<double>* detect,
-                               std::vector<double>* rename_us = nullptr) {
+                               std::vector<double>* rename_us = nullptr, std::vector<double>* unload = nullptr) {
   std::vector<double> us;
   asio::io_context io;
   hr::basic_hot_reloader<test::counter_iface, Watcher> r(io.get_executor(), box.opts());
-  clock_type::time_point t0;
+  clock_type::time_point t0, started;
   asio::steady_timer done(io), unloaded(io);
   r.subscribe([&](const hr::reload_event& e) {
-    if (e.kind == hr::event_kind::reload_started && detect) detect->push_back(bench::us_since(t0));
+    if (e.kind == hr::event_kind::reload_started) {
+      started = clock_type::now();
+      if (detect) detect->push_back(bench::us_since(t0));
+    }
     if (e.kind == hr::event_kind::reload_step && steps)
       (*steps)[e.step].push_back(std::chrono::duration<double, std::micro>(e.duration).count());
     if (e.kind == hr::event_kind::reloaded || e.kind == hr::event_kind::reload_failed) done.cancel();
-    if (e.kind == hr::event_kind::unloaded) unloaded.cancel();
+    if (e.kind == hr::event_kind::unloaded) {
+      if (unload) unload->push_back(bench::us_since(started));
+      unloaded.cancel();
+    }
   });
   asio::co_spawn(io, [&]() -> asio::awaitable<void> {
     co_await r.async_start(asio::use_awaitable);
@@ -116,6 +151,7 @@ std::vector<double> watched_us(int trials, const sandbox& box, steps_t* steps, s
     co_await r.async_stop(asio::use_awaitable);
   }, [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
   io.run();
+  if (unload && unload->size() > us.size()) unload->resize(us.size()); // not the one at stop
   return us;
 }
 
@@ -169,7 +205,8 @@ int main(int argc, char** argv) {
   auto size = fs::file_size(box.plugins / "counter.so");
   std::fprintf(stderr, "plugin: %ju bytes (-O2)\n", static_cast<std::uintmax_t>(size));
 
-  auto floor = floor_us(trials, box);
+  parts_t parts;
+  auto floor = floor_us(trials, box, parts);
   if (floor.empty()) {
     std::fprintf(stderr, "reload_latency: the floor could not be measured\n");
     return 1;
@@ -177,10 +214,14 @@ int main(int argc, char** argv) {
   auto f = bench::summarize(floor).p50;
   bench::report("reload_latency", "floor_copy_dlopen_factory_dlclose", floor,
                 bench::field("plugin_bytes", double(size)));
+  for (auto name : {"copy", "dlopen_dlsym", "factory_call_delete", "dlclose_unlink"})
+    bench::report("reload_latency", std::string("floor_part_") + name, parts[name]);
+  auto probe = probe_us(trials, box);
+  bench::report("reload_latency", "probe_alone", probe, bench::field("ratio_to_floor", bench::summarize(probe).p50 / f));
 
   steps_t steps;
-  std::vector<double> detect, renames;
-  auto inotify = watched_us<hr::inotify_watcher>(trials, box, &steps, &detect, &renames);
+  std::vector<double> detect, renames, unloads;
+  auto inotify = watched_us<hr::inotify_watcher>(trials, box, &steps, &detect, &renames, &unloads);
   bench::report("reload_latency", "inotify_debounce_0", inotify,
                 bench::field("ratio_to_floor", bench::summarize(inotify).p50 / f));
   // rename() replacing a file frees the old inode's blocks: on ext4 here it alone takes
@@ -194,6 +235,7 @@ int main(int argc, char** argv) {
       {hr::reload_step::reload_hook, "on_reload"},          {hr::reload_step::published, "publish"}};
   for (auto& [step, name] : names)
     bench::report("reload_latency", std::string("inotify_step_until_") + name, steps[step]);
+  bench::report("reload_latency", "inotify_step_until_old_version_unmapped", unloads);
 
   auto polling = watched_us<hr::polling_watcher>(polling_trials, box, nullptr, nullptr);
   bench::report("reload_latency", "polling_default_interval", polling,
