@@ -73,7 +73,7 @@ inline std::string probe_verdict(probe_result r, std::chrono::milliseconds limit
 
 class probe_server {
 public:
-  /// Forks the server. Null if that is impossible (no pidfd support, fork failed).
+  /// Forks the server. Null if that failed.
   static std::shared_ptr<probe_server> start() {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return nullptr;
@@ -163,7 +163,7 @@ private:
   // A probe at work.
   struct child {
     pid_t pid = -1;
-    int pidfd = -1; // readable once it has ended
+    int pidfd = -1; // readable once it has ended (-1 without pidfd_open: polled)
     int fd = -1;    // where its answer goes
     std::int64_t deadline_ms = 0;
   };
@@ -206,8 +206,8 @@ private:
       fds[0] = {control, static_cast<short>(n < max_jobs ? POLLIN : 0), 0};
       std::int64_t now = now_ms(), wait = -1;
       for (int i = 0; i < n; ++i) {
-        fds[1 + i] = {jobs[i].pidfd, POLLIN, 0};
-        std::int64_t left = jobs[i].deadline_ms - now;
+        fds[1 + i] = {jobs[i].pidfd, POLLIN, 0}; // without a pidfd (Linux < 5.3): look every ms
+        std::int64_t left = jobs[i].pidfd < 0 ? 1 : jobs[i].deadline_ms - now;
         if (left < 0) left = 0;
         if (wait < 0 || left < wait) wait = left;
       }
@@ -216,7 +216,7 @@ private:
       for (int i = n - 1; i >= 0; --i) { // from the end: finished jobs are replaced by the last
         int status = 0;
         probe_result r;
-        if ((fds[1 + i].revents & POLLIN) && ::waitpid(jobs[i].pid, &status, WNOHANG) == jobs[i].pid) {
+        if ((fds[1 + i].revents & POLLIN || jobs[i].pidfd < 0) && ::waitpid(jobs[i].pid, &status, WNOHANG) == jobs[i].pid) {
           r = WIFSIGNALED(status) ? probe_result{probe_result::signalled, WTERMSIG(status)}
                                   : probe_result{probe_result::exited, WEXITSTATUS(status)};
         } else if (now >= jobs[i].deadline_ms) {
@@ -227,7 +227,7 @@ private:
           continue;
         }
         answer(jobs[i].fd, r);
-        ::close(jobs[i].pidfd);
+        if (jobs[i].pidfd >= 0) ::close(jobs[i].pidfd);
         jobs[i] = jobs[--n];
       }
       if (fds[0].revents & POLLIN) {
@@ -254,16 +254,11 @@ private:
           void* handle = ::dlopen(req.path, RTLD_NOW | RTLD_LOCAL);
           ::_exit(handle ? 0 : 1); // no destructors, no atexit handlers, no stdio flush
         }
-        int pidfd = pid > 0 ? static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)) : -1;
-        if (pidfd >= 0) {
-          jobs[n++] = {pid, pidfd, reply, now + req.timeout_ms};
+        if (pid < 0) {
+          answer(reply, probe_result{});
           continue;
         }
-        if (pid > 0) { // cannot watch it: say so rather than guess
-          ::kill(pid, SIGKILL);
-          ::waitpid(pid, nullptr, 0);
-        }
-        answer(reply, probe_result{});
+        jobs[n++] = {pid, static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)), reply, now + req.timeout_ms};
       } else if (fds[0].revents & (POLLHUP | POLLERR)) {
         shut_down(jobs, n);
       }
