@@ -115,18 +115,23 @@ int main(int argc, char** argv) {
   std::vector<double> restart, sequential, batch;
   for (int t = 0; t < trials; ++t) restart.push_back(restart_ms(self.c_str(), dir));
 
-  asio::io_context io;
-  {
-    reloader r(io.get_executor(), options_for(dir));
+  std::vector<double> overlapped; // a batch with options.overlap_teardown
+  for (bool overlap : {false, true}) {
+    asio::io_context io;
+    auto opts = options_for(dir);
+    opts.overlap_teardown = overlap;
+    reloader r(io.get_executor(), opts);
     asio::co_spawn(io, [&]() -> asio::awaitable<void> {
       co_await r.async_start(asio::use_awaitable);
       for (int t = 0; t < trials; ++t) {
         auto t0 = clock_type::now();
-        for (auto& n : names) co_await r.async_reload_plugin(n, asio::use_awaitable);
-        sequential.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
-        t0 = clock_type::now();
+        if (!overlap) {
+          for (auto& n : names) co_await r.async_reload_plugin(n, asio::use_awaitable);
+          sequential.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
+          t0 = clock_type::now();
+        }
         co_await r.async_reload_plugins(names, asio::use_awaitable);
-        batch.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
+        (overlap ? overlapped : batch).push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
       }
       co_await r.async_stop(asio::use_awaitable);
     }, asio::detached);
@@ -134,7 +139,8 @@ int main(int argc, char** argv) {
   }
   fs::remove_all(dir);
 
-  if (std::find(restart.begin(), restart.end(), -1.0) != restart.end() || sequential.size() != std::size_t(trials)) {
+  if (std::find(restart.begin(), restart.end(), -1.0) != restart.end() || sequential.size() != std::size_t(trials) ||
+      overlapped.size() != std::size_t(trials)) {
     std::fprintf(stderr, "restart_vs_reload: a case failed\n");
     return 1;
   }
@@ -143,5 +149,6 @@ int main(int argc, char** argv) {
   report("full_restart", restart, base);
   report("sequential_reload", sequential, base);
   report("parallel_batch_reload", batch, base);
+  report("parallel_batch_reload_overlap_teardown", overlapped, base);
   return 0;
 }

@@ -12,14 +12,23 @@ struct graph {
   reloader r;
   recorder rec;
 
-  explicit graph(std::initializer_list<std::pair<const char*, const char*>> files)
-      : r(io.get_executor(), quiet_options(box.opts())) {
+  explicit graph(std::initializer_list<std::pair<const char*, const char*>> files,
+                 const std::function<void(hr::options&)>& tweak = {})
+      : r(io.get_executor(), quiet_options(box.opts(), tweak)) {
     for (auto& [variant, file] : files) box.install(variant, file);
     rec.attach(r);
   }
-  static hr::options quiet_options(hr::options o) {
+  static hr::options quiet_options(hr::options o, const std::function<void(hr::options&)>& tweak) {
     o.verbosity = hr::log_level::off;
+    if (tweak) tweak(o);
     return o;
+  }
+  std::size_t position(hr::reload_step s, const std::string& plugin) {
+    std::lock_guard lk(rec.mu);
+    for (std::size_t i = 0; i < rec.events.size(); ++i)
+      if (rec.events[i].kind == hr::event_kind::reload_step && rec.events[i].step == s && rec.events[i].plugin == plugin)
+        return i;
+    return std::size_t(-1);
   }
   bool journal_has(const std::string& line) {
     std::lock_guard lk(box.journal->mu);
@@ -197,6 +206,34 @@ TEST_CASE("a batch of 5 independent plugins with 50 ms of async work per hook ru
     CHECK(start < 250ms); // five setups of 50 ms, concurrently
     co_await g.r.async_stop(use_awaitable);
   });
+}
+
+TEST_CASE("overlap_teardown: old instances are torn down while the new ones come up, state carried over") {
+  for (bool overlap : {false, true}) {
+    CAPTURE(overlap);
+    graph g({{"slow1", "slow1.so"}, {"slow2", "slow2.so"}, {"slow3", "slow3.so"}},
+            [overlap](hr::options& o) { o.overlap_teardown = overlap; });
+    run(g.io, [&]() -> awaitable<void> {
+      const std::vector<std::string> all{"slow1", "slow2", "slow3"};
+      co_await g.r.async_start(use_awaitable);
+      for (auto& p : all) (co_await g.r.async_get(p, use_awaitable))->increment();
+      auto t0 = std::chrono::steady_clock::now();
+      co_await g.r.async_reload_plugins(all, use_awaitable);
+      MESSAGE("overlap " << overlap << ": batch of 3 x 50 ms hooks in " << (std::chrono::steady_clock::now() - t0) / 1ms
+                         << " ms");
+      for (auto& p : all) {
+        CAPTURE(p);
+        auto constructed = g.position(hr::reload_step::constructed, p), torn_down = g.position(hr::reload_step::torn_down, p);
+        REQUIRE(constructed != std::size_t(-1));
+        REQUIRE(torn_down != std::size_t(-1));
+        // The old instance's teardown takes 50 ms: with overlap the new instance exists before it ends.
+        CHECK((constructed < torn_down) == overlap);
+        CHECK(g.r.info(p)->reloads == 1);
+        CHECK((co_await g.r.async_get(p, use_awaitable))->count() == 1);
+      }
+      co_await g.r.async_stop(use_awaitable);
+    });
+  }
 }
 
 TEST_CASE("semver requirements") {

@@ -1058,14 +1058,22 @@ private:
     error_info first;
     std::vector<std::string> names, reloads;
     std::vector<std::pair<entry_ptr, version_ptr>> fresh;
-    for (auto& file : files) {
-      if (auto existing = find_by_source(file)) {
-        reloads.push_back(existing->name);
-        continue;
-      }
-      error_info err;
-      auto tried = detail::stamp_of(file);
-      auto v = co_await load_version(file, err);
+    // New files load concurrently (their probes run side by side).
+    std::vector<std::filesystem::path> new_files;
+    for (auto& file : files)
+      if (auto existing = find_by_source(file)) reloads.push_back(existing->name);
+      else new_files.push_back(file);
+    std::vector<std::pair<version_ptr, error_info>> loaded(new_files.size());
+    std::vector<std::optional<detail::file_stamp>> stamps(new_files.size());
+    co_await run_dag(std::vector<std::vector<std::size_t>>(new_files.size()), [&](std::size_t i) -> awaitable<void> {
+      stamps[i] = detail::stamp_of(new_files[i]);
+      loaded[i].first = co_await load_version(new_files[i], loaded[i].second);
+    });
+    for (std::size_t i = 0; i < new_files.size(); ++i) {
+      const auto& file = new_files[i];
+      auto tried = stamps[i];
+      auto v = std::move(loaded[i].first);
+      auto err = std::move(loaded[i].second);
       // The load may have waited (a probe): meanwhile a stop may have begun, or another
       // call may have loaded this very file.
       if (v && stopping_) err = fail(v->meta.name, errc::stopping, "not loaded: the reloader is stopping");
@@ -1423,6 +1431,20 @@ private:
                      "not reloaded: the reloader is stopping");
 
     // 1. Every requested library, validated while the old versions serve untouched.
+    // The libraries load concurrently (their probes run side by side).
+    std::vector<entry_ptr> requested;
+    for (auto& [n, req] : members)
+      if (req && !all[n]->removed) {
+        auto& e = all[n];
+        log(log_level::info, n, "Reloading plugin: " + n);
+        emit(event_kind::reload_started, n, e->ver, nullptr);
+        e->tried = detail::stamp_of(e->source);
+        requested.push_back(e);
+      }
+    std::vector<std::pair<version_ptr, error_info>> loaded(requested.size());
+    co_await run_dag(std::vector<std::vector<std::size_t>>(requested.size()), [&](std::size_t i) -> awaitable<void> {
+      loaded[i].first = co_await load_version(requested[i]->source, loaded[i].second);
+    });
     std::vector<node> nodes;
     std::vector<std::pair<entry_ptr, version_ptr>> restarts; // failed plugins: start afresh
     for (auto& [n, req] : members) {
@@ -1432,11 +1454,9 @@ private:
         if (e->instance) nodes.emplace_back(e, false, e->ver, e->ver);
         continue;
       }
-      log(log_level::info, n, "Reloading plugin: " + n);
-      emit(event_kind::reload_started, n, e->ver, nullptr);
-      error_info err;
-      e->tried = detail::stamp_of(e->source);
-      auto nv = co_await load_version(e->source, err);
+      auto i = static_cast<std::size_t>(std::find(requested.begin(), requested.end(), e) - requested.begin());
+      auto nv = std::move(loaded[i].first);
+      auto err = std::move(loaded[i].second);
       if (nv && nv->meta.name != n)
         err = fail(n, errc::name_mismatch,
                    e->source.string() + " now declares plugin '" + nv->meta.name + "', not '" + n +
@@ -1564,20 +1584,20 @@ private:
     }
 
     // 4. Teardown, dependents first. A failure is reported; the old instance goes regardless.
-    co_await run_dag(down, [&](std::size_t i) -> awaitable<void> {
+    for (auto& nd : nodes) nd.old_instance = nd.e->instance;
+    std::function<awaitable<void>(std::size_t)> tear_down = [&](std::size_t i) -> awaitable<void> {
       auto& nd = nodes[i];
       if (debug_on()) log(log_level::debug, nd.e->name, "Calling teardown_async for plugin: " + nd.e->name);
-      if (auto terr = co_await run_hook(nd.old_v, hook::teardown, call_hook(nd.e->instance, hook::teardown))) {
+      if (auto terr = co_await run_hook(nd.old_v, hook::teardown, call_hook(nd.old_instance, hook::teardown))) {
         log(log_level::warning, nd.e->name, terr.message);
         record_error(*nd.e, terr);
       }
       step(*nd.e, reload_step::torn_down, nd.old_v, nd.new_v, t0, "Tore down old instance");
-      nd.old_instance = std::move(nd.e->instance);
-      nd.e->instance.reset();
-    });
+      if (nd.e->instance == nd.old_instance) nd.e->instance.reset(); // not yet replaced (overlap)
+    };
 
     // 5-8. New instances, dependencies first; independent plugins concurrently.
-    co_await run_dag(up, [&](std::size_t i) -> awaitable<void> {
+    std::function<awaitable<void>(std::size_t)> bring_up_new = [&](std::size_t i) -> awaitable<void> {
       auto& nd = nodes[i];
       auto& e = *nd.e;
       for (auto d : nd.deps)
@@ -1637,7 +1657,12 @@ private:
       mark_unavailable(e, total);
       emit(event_kind::reload_failed, e.name, nd.old_v, nullptr, clock::now() - t0, total);
       note(total);
-    });
+    };
+
+    // Teardown, then bring-up; or both at once with options.overlap_teardown.
+    std::vector<std::vector<std::size_t>> phases(2);
+    if (!opts_.overlap_teardown) phases[1].push_back(0);
+    co_await run_dag(phases, [&](std::size_t k) { return k == 0 ? run_dag(down, tear_down) : run_dag(up, bring_up_new); });
 
     // The old instances go, dependents first; each library unloads once its last handle is gone.
     for (auto it = order.rbegin(); it != order.rend(); ++it) nodes[*it].old_instance.reset();

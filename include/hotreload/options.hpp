@@ -89,6 +89,13 @@ struct options {
   std::chrono::milliseconds quiesce_timeout{5'000};
   /// Time limits of each hook kind.
   hook_timeouts timeouts{};
+  /// Make before break: during a reload, tear the old instances down while the new ones
+  /// come up (constructor, state, on_reload_async) instead of before, so a reload takes the
+  /// longer of the two instead of their sum. Only for plugins whose old and new instances
+  /// can coexist for that moment: nothing exclusive (a bound port, a file lock) is held from
+  /// setup to teardown. Callers still never see either instance half-way: they wait, as
+  /// always, until the new instance is published. A rollback also overlaps the teardown.
+  bool overlap_teardown = false;
   /// Least severe log level written to `sink`.
   log_level verbosity = log_level::info;
   /// Where log lines go; empty means `[LEVEL] message` lines on stderr.
