@@ -493,6 +493,15 @@ private:
     });
   }
 
+  // load_version of each file, concurrently (their probes run side by side).
+  awaitable<std::vector<std::pair<version_ptr, error_info>>> load_versions(const std::vector<std::filesystem::path>& files) {
+    std::vector<std::pair<version_ptr, error_info>> loaded(files.size());
+    co_await run_dag(std::vector<std::vector<std::size_t>>(files.size()), [&](std::size_t i) -> awaitable<void> {
+      loaded[i].first = co_await load_version(files[i], loaded[i].second);
+    });
+    co_return loaded;
+  }
+
   // Step 5: a new instance from `v`. Its deleter runs the plugin's destructor and then
   // releases the version, so the code outlives the object.
   std::shared_ptr<Interface> construct(const version_ptr& v, error_info& err) {
@@ -1058,17 +1067,16 @@ private:
     error_info first;
     std::vector<std::string> names, reloads;
     std::vector<std::pair<entry_ptr, version_ptr>> fresh;
-    // New files load concurrently (their probes run side by side).
     std::vector<std::filesystem::path> new_files;
+    std::vector<std::optional<detail::file_stamp>> stamps;
     for (auto& file : files)
-      if (auto existing = find_by_source(file)) reloads.push_back(existing->name);
-      else new_files.push_back(file);
-    std::vector<std::pair<version_ptr, error_info>> loaded(new_files.size());
-    std::vector<std::optional<detail::file_stamp>> stamps(new_files.size());
-    co_await run_dag(std::vector<std::vector<std::size_t>>(new_files.size()), [&](std::size_t i) -> awaitable<void> {
-      stamps[i] = detail::stamp_of(new_files[i]);
-      loaded[i].first = co_await load_version(new_files[i], loaded[i].second);
-    });
+      if (auto existing = find_by_source(file)) {
+        reloads.push_back(existing->name);
+      } else {
+        new_files.push_back(file);
+        stamps.push_back(detail::stamp_of(file));
+      }
+    auto loaded = co_await load_versions(new_files);
     for (std::size_t i = 0; i < new_files.size(); ++i) {
       const auto& file = new_files[i];
       auto tried = stamps[i];
@@ -1431,8 +1439,8 @@ private:
                      "not reloaded: the reloader is stopping");
 
     // 1. Every requested library, validated while the old versions serve untouched.
-    // The libraries load concurrently (their probes run side by side).
     std::vector<entry_ptr> requested;
+    std::vector<std::filesystem::path> sources;
     for (auto& [n, req] : members)
       if (req && !all[n]->removed) {
         auto& e = all[n];
@@ -1440,11 +1448,9 @@ private:
         emit(event_kind::reload_started, n, e->ver, nullptr);
         e->tried = detail::stamp_of(e->source);
         requested.push_back(e);
+        sources.push_back(e->source);
       }
-    std::vector<std::pair<version_ptr, error_info>> loaded(requested.size());
-    co_await run_dag(std::vector<std::vector<std::size_t>>(requested.size()), [&](std::size_t i) -> awaitable<void> {
-      loaded[i].first = co_await load_version(requested[i]->source, loaded[i].second);
-    });
+    auto loaded = co_await load_versions(sources);
     std::vector<node> nodes;
     std::vector<std::pair<entry_ptr, version_ptr>> restarts; // failed plugins: start afresh
     for (auto& [n, req] : members) {

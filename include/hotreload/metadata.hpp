@@ -7,6 +7,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <string>
@@ -35,11 +36,10 @@ struct plugin_metadata {
 inline constexpr std::size_t max_metadata_size = 64 * 1024;
 
 /// Plugin names: letters, digits, '_', '-' and '.'.
-inline bool valid_name(std::string_view s) {
-  for (char c : s)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) return false;
-  return !s.empty();
+inline bool valid_name_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
 }
+inline bool valid_name(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), valid_name_char); }
 
 /// Parses and validates metadata text. On failure returns an errc::bad_metadata error whose
 /// message names the field and the fix; `origin` (a file name) goes into the message.
@@ -63,7 +63,7 @@ inline error_info parse_metadata(std::string_view text, std::string_view origin,
     return fail("needs \"name\", a non-empty string");
   m.name = name->get_string();
   for (char c : m.name)
-    if (!valid_name(std::string_view(&c, 1)))
+    if (!valid_name_char(c))
       return fail("\"name\" may hold only letters, digits, '_', '-' and '.', not '" +
                   std::string(1, c) + "'");
   if (auto* ver = o.if_contains("version")) {
