@@ -64,7 +64,7 @@ std::vector<double> floor_us(int trials, const sandbox& box, parts_t& parts) {
       parts[name].push_back(bench::us_since(lap));
       lap = clock_type::now();
     };
-    if (!hr::detail::copy_file_private(box.plugins / "counter.so", image).empty()) return {};
+    if (hr::detail::copy_file_private(box.plugins / "counter.so", image)) return {};
     part("copy");
     void* h = ::dlopen(image.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!h) return {};
@@ -94,7 +94,7 @@ std::vector<double> probe_us(int trials, const sandbox& box) {
   auto server = hr::detail::probe_server::start();
   if (!server) return us;
   auto image = box.shadow / "floor" / "probed.so";
-  if (!hr::detail::copy_file_private(box.plugins / "counter.so", image).empty()) return us;
+  if (hr::detail::copy_file_private(box.plugins / "counter.so", image)) return us;
   for (int t = 0; t < trials; ++t) {
     auto t0 = clock_type::now();
     auto result = hr::detail::probe_server::read_result(server->request(image, std::chrono::seconds(10)));

@@ -2,6 +2,7 @@
 #define HOTRELOAD_ABI_HPP
 
 #include <hotreload/config.hpp>
+#include <hotreload/detail/result.hpp>
 #include <hotreload/plugin.hpp>
 
 #include <boost/version.hpp>
@@ -89,30 +90,41 @@ abi_tag make_abi_tag() noexcept {
                  detail::compiler_id};
 }
 
+namespace detail {
+
+/// Whether `theirs` (a plugin's tag) fits `ours` (the host's): empty if it does, else an
+/// errc::abi_mismatch error saying what differs and the fix.
+inline error_info abi_problem(const abi_tag& ours, const abi_tag& theirs) {
+  auto num = [](std::uint32_t v) { return std::to_string(v); };
+  auto refuse = [](std::string why) { return fail(errc::abi_mismatch, {}, std::move(why)); };
+  if (theirs.size < 2 * sizeof(std::uint32_t) || theirs.abi_version != ours.abi_version)
+    return refuse("it was built against hotreload ABI version " + num(theirs.abi_version) + ", the host uses " +
+                  num(ours.abi_version) + "; rebuild the plugin with the host's hotreload headers");
+  if (theirs.size != ours.size || theirs.pointer_size != ours.pointer_size)
+    return refuse("its ABI tag has another layout; rebuild the plugin with the host's hotreload headers");
+  if (theirs.boost_version != ours.boost_version)
+    return refuse("it was built with Boost " + num(theirs.boost_version) + ", the host with Boost " +
+                  num(ours.boost_version) + "; rebuild it against the host's Boost");
+  if (theirs.stdlib_abi != ours.stdlib_abi)
+    return refuse("its C++ standard library ABI (" + num(theirs.stdlib_abi) + ", built by " + theirs.compiler +
+                  ") differs from the host's (" + num(ours.stdlib_abi) +
+                  "); build both with the same standard library and _GLIBCXX_USE_CXX11_ABI/_GLIBCXX_DEBUG settings");
+  if (std::string_view(theirs.interface_name) != ours.interface_name)
+    return refuse(std::string("it implements interface '") + theirs.interface_name + "', the host expects '" +
+                  ours.interface_name + "'; build it against the host's interface header");
+  if (theirs.interface_version != ours.interface_version || theirs.interface_size != ours.interface_size)
+    return refuse("it was built against another version of interface '" + std::string(ours.interface_name) +
+                  "' (version " + num(theirs.interface_version) + ", size " + num(theirs.interface_size) +
+                  "; the host has version " + num(ours.interface_version) + ", size " + num(ours.interface_size) +
+                  "); rebuild it against the host's interface header");
+  return {};
+}
+
+} // namespace detail
+
 /// Empty if `theirs` (a plugin's) fits `ours` (the host's); else what differs and the fix.
 inline std::string abi_mismatch(const abi_tag& ours, const abi_tag& theirs) {
-  auto num = [](std::uint32_t v) { return std::to_string(v); };
-  if (theirs.size < 2 * sizeof(std::uint32_t) || theirs.abi_version != ours.abi_version)
-    return "it was built against hotreload ABI version " + num(theirs.abi_version) +
-           ", the host uses " + num(ours.abi_version) + "; rebuild the plugin with the host's hotreload headers";
-  if (theirs.size != ours.size || theirs.pointer_size != ours.pointer_size)
-    return "its ABI tag has another layout; rebuild the plugin with the host's hotreload headers";
-  if (theirs.boost_version != ours.boost_version)
-    return "it was built with Boost " + num(theirs.boost_version) + ", the host with Boost " +
-           num(ours.boost_version) + "; rebuild it against the host's Boost";
-  if (theirs.stdlib_abi != ours.stdlib_abi)
-    return "its C++ standard library ABI (" + num(theirs.stdlib_abi) + ", built by " + theirs.compiler +
-           ") differs from the host's (" + num(ours.stdlib_abi) +
-           "); build both with the same standard library and _GLIBCXX_USE_CXX11_ABI/_GLIBCXX_DEBUG settings";
-  if (std::string_view(theirs.interface_name) != ours.interface_name)
-    return std::string("it implements interface '") + theirs.interface_name + "', the host expects '" +
-           ours.interface_name + "'; build it against the host's interface header";
-  if (theirs.interface_version != ours.interface_version || theirs.interface_size != ours.interface_size)
-    return "it was built against another version of interface '" + std::string(ours.interface_name) +
-           "' (version " + num(theirs.interface_version) + ", size " + num(theirs.interface_size) +
-           "; the host has version " + num(ours.interface_version) + ", size " + num(ours.interface_size) +
-           "); rebuild it against the host's interface header";
-  return {};
+  return detail::abi_problem(ours, theirs).message;
 }
 
 } // namespace hotreload

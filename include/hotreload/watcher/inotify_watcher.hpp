@@ -2,7 +2,7 @@
 #define HOTRELOAD_WATCHER_INOTIFY_WATCHER_HPP
 
 #include <hotreload/config.hpp>
-#include <hotreload/detail/files.hpp>
+#include <hotreload/detail/linux/files.hpp>
 #include <hotreload/watcher/watcher.hpp>
 
 #include <boost/asio/any_io_executor.hpp>

@@ -1,5 +1,5 @@
-#ifndef HOTRELOAD_DETAIL_PROBE_HPP
-#define HOTRELOAD_DETAIL_PROBE_HPP
+#ifndef HOTRELOAD_DETAIL_LINUX_PROBE_HPP
+#define HOTRELOAD_DETAIL_LINUX_PROBE_HPP
 
 // The probe: every new library is first loaded in a throw-away process, so that a static
 // initialiser that throws, crashes or hangs kills that process instead of the program.
@@ -20,6 +20,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <hotreload/config.hpp>
+#include <hotreload/detail/result.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -51,24 +52,30 @@ struct probe_result {
   std::int32_t value = 0; ///< exit status or signal number
 };
 
-/// What a probe result means for the library: "" if it may be loaded here (a dlopen error
-/// is left for the real load to report), else why it is refused.
-inline std::string probe_verdict(probe_result r, std::chrono::milliseconds limit) {
+/// What a probe result means for the library: empty if it may be loaded here (a dlopen
+/// error is left for the real load to report), else an errc::load_failed error saying why
+/// it is refused.
+inline error_info probe_verdict(probe_result r, std::chrono::milliseconds limit) {
+  std::string why;
   switch (r.kind) {
   case probe_result::exited: return {};
   case probe_result::timed_out:
-    return "loading it in a probe process did not finish within " + std::to_string(limit.count()) +
-           " ms (a static initialiser hangs?); fix its static initialisers, or raise options.probe_timeout";
+    why = "loading it in a probe process did not finish within " + std::to_string(limit.count()) +
+          " ms (a static initialiser hangs?); fix its static initialisers, or raise options.probe_timeout";
+    break;
   case probe_result::signalled: {
     const char* name = ::sigabbrev_np(r.value);
-    return "loading it killed a probe process with SIG" + std::string(name ? name : "?") +
-           (r.value == SIGABRT ? " (an exception escaped a static initialiser, or it called abort)" : "") +
-           "; fix its static initialisers (this program was not affected)";
+    why = "loading it killed a probe process with SIG" + std::string(name ? name : "?") +
+          (r.value == SIGABRT ? " (an exception escaped a static initialiser, or it called abort)" : "") +
+          "; fix its static initialisers (this program was not affected)";
+    break;
   }
-  case probe_result::lost: break;
+  case probe_result::lost:
+    why = "the probe process ended unexpectedly (killed from outside?); try again, or set "
+          "options.probe_in_child = false";
+    break;
   }
-  return "the probe process ended unexpectedly (killed from outside?); try again, or set "
-         "options.probe_in_child = false";
+  return fail(errc::load_failed, {}, std::move(why));
 }
 
 class probe_server {

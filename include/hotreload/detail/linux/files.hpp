@@ -1,5 +1,5 @@
-#ifndef HOTRELOAD_DETAIL_FILES_HPP
-#define HOTRELOAD_DETAIL_FILES_HPP
+#ifndef HOTRELOAD_DETAIL_LINUX_FILES_HPP
+#define HOTRELOAD_DETAIL_LINUX_FILES_HPP
 
 #include <cstdint>
 #include <filesystem>

@@ -1,0 +1,165 @@
+#ifndef HOTRELOAD_DETAIL_LINUX_SHADOW_COPY_HPP
+#define HOTRELOAD_DETAIL_LINUX_SHADOW_COPY_HPP
+
+// Shadow copies: each version of a library is mapped from a private copy, made with
+// sendfile into a locked per-process directory and checked (regular file, owner,
+// permissions, a whole ELF image) on the bytes that will be mapped.
+
+#include <hotreload/detail/linux/trust.hpp>
+#include <hotreload/detail/result.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <string>
+
+#include <elf.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace hotreload::detail {
+
+/// A loader's private shadow directory `<root>/hotreload-<pid>-<random>`, locked with flock
+/// for the process's lifetime, so that the next start can tell a crashed process's leftovers
+/// (lock free) from a live sibling's (lock held) and remove only the former.
+class shadow_directory {
+public:
+  static result<std::shared_ptr<shadow_directory>> create(std::filesystem::path root) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    bool default_root = root.empty();
+    if (default_root) root = fs::temp_directory_path(ec) / ("hotreload-" + std::to_string(::geteuid()));
+    fs::create_directories(root, ec);
+    if (ec)
+      return refuse("cannot create shadow directory " + root.string() + ": " + ec.message() +
+                    "; set options.shadow_dir to a writable directory");
+    if (default_root) ::chmod(root.c_str(), 0700);
+    remove_stale(root);
+    std::random_device rd;
+    auto dir = root / (std::string(prefix) + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    if (!fs::create_directory(dir, ec) || ec)
+      return refuse("cannot create " + dir.string() + ": " + (ec ? ec.message() : "exists"));
+    ::chmod(dir.c_str(), 0700);
+    int fd = ::open((dir / lock_name).c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 || ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      if (fd >= 0) ::close(fd);
+      fs::remove_all(dir, ec);
+      return refuse("cannot lock shadow directory " + dir.string() + ": " + std::strerror(errno));
+    }
+    return {std::shared_ptr<shadow_directory>(new shadow_directory(std::move(dir), fd))};
+  }
+
+  ~shadow_directory() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+    ::close(lock_fd_);
+  }
+
+  const std::filesystem::path& path() const noexcept { return path_; }
+  std::filesystem::path next_name(const std::filesystem::path& source) {
+    return path_ / (source.stem().string() + "." + std::to_string(++sequence_) + source.extension().string());
+  }
+
+private:
+  shadow_directory(std::filesystem::path p, int fd) : path_(std::move(p)), lock_fd_(fd) {}
+
+  static result<std::shared_ptr<shadow_directory>> refuse(std::string message) {
+    return {nullptr, fail(errc::shadow_copy_failed, {}, std::move(message))};
+  }
+
+  static void remove_stale(const std::filesystem::path& root) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    for (auto& e : fs::directory_iterator(root, ec)) {
+      if (!e.path().filename().string().starts_with(prefix) || !e.is_directory(ec)) continue;
+      int fd = ::open((e.path() / lock_name).c_str(), O_RDWR | O_CLOEXEC);
+      if (fd < 0) continue; // being created right now, or not ours
+      bool stale = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+      if (stale) fs::remove_all(e.path(), ec);
+      ::close(fd);
+    }
+  }
+
+  static constexpr const char* prefix = "hotreload-";
+  static constexpr const char* lock_name = ".lock";
+
+  std::filesystem::path path_;
+  int lock_fd_;
+  std::atomic<unsigned long> sequence_{0};
+};
+
+/// Whether the ELF file `fd` is incomplete (a write in progress, a truncated copy): an
+/// errc::load_failed error, or empty when it is whole or not ELF at all (dlopen then says
+/// what it is). The section header table and every segment must lie inside the file; a
+/// linker writes the former last.
+inline error_info elf_truncation(int fd) {
+  Elf64_Ehdr h{};
+  struct ::stat st{};
+  if (::fstat(fd, &st) != 0 || ::pread(fd, &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h)) return {};
+  if (std::memcmp(h.e_ident, ELFMAG, SELFMAG) != 0 || h.e_ident[EI_CLASS] != ELFCLASS64) return {};
+  auto size = static_cast<std::uint64_t>(st.st_size);
+  auto need = h.e_shoff + std::uint64_t(h.e_shnum) * h.e_shentsize;
+  for (unsigned i = 0; i < h.e_phnum && need <= size; ++i) {
+    Elf64_Phdr ph{};
+    auto at = static_cast<off_t>(h.e_phoff + std::uint64_t(i) * h.e_phentsize);
+    if (::pread(fd, &ph, sizeof ph, at) != static_cast<ssize_t>(sizeof ph))
+      return fail(errc::load_failed, {}, "it is truncated (its program headers are cut off; still being written?)");
+    need = std::max<std::uint64_t>(need, ph.p_offset + ph.p_filesz);
+  }
+  if (need <= size) return {};
+  return fail(errc::load_failed, {},
+              "it is truncated (" + std::to_string(size) + " of at least " + std::to_string(need) +
+                  " bytes; still being written?)");
+}
+
+/// Copies `from` to a new file `to` (mode 0500, O_EXCL). On failure the error says why, with
+/// its code: untrusted_file (not a regular file, or it fails the owner/permission checks on
+/// the very file copied), load_failed (an incomplete ELF image), else shadow_copy_failed.
+inline error_info copy_file_private(const std::filesystem::path& from, const std::filesystem::path& to,
+                                    const trust_checks& trust = {}) {
+  int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK); // a FIFO must not block us
+  if (in < 0) return fail(errc::shadow_copy_failed, {}, std::string("cannot open: ") + std::strerror(errno));
+  struct ::stat st{};
+  if (::fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(in);
+    return fail(errc::untrusted_file, {}, "it is not a regular file");
+  }
+  if (auto why = trust_problem(st, from, trust)) {
+    ::close(in);
+    return why;
+  }
+  int out = ::open(to.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0500);
+  if (out < 0) {
+    int e = errno;
+    ::close(in);
+    return fail(errc::shadow_copy_failed, {}, "cannot create shadow copy " + to.string() + ": " + std::strerror(e));
+  }
+  error_info error;
+  off_t offset = 0;
+  while (offset < st.st_size) {
+    ssize_t n = ::sendfile(out, in, &offset, static_cast<size_t>(st.st_size - offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      error = fail(errc::shadow_copy_failed, {},
+                   n < 0 ? std::string("copy failed: ") + std::strerror(errno) : "file shrank while copying");
+      break;
+    }
+  }
+  // Checked on the copy: the bytes that will be mapped, whatever the writer does meanwhile.
+  if (!error) error = elf_truncation(out);
+  ::close(in);
+  ::close(out);
+  if (error) ::unlink(to.c_str());
+  return error;
+}
+
+} // namespace hotreload::detail
+
+#endif

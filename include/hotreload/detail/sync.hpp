@@ -1,0 +1,139 @@
+#ifndef HOTRELOAD_DETAIL_SYNC_HPP
+#define HOTRELOAD_DETAIL_SYNC_HPP
+
+// Waiting on a strand: one event primitive, and what is built from it (a FIFO mutex, a join
+// of concurrent tasks, a DAG runner). Everything here is strand-confined: the objects are
+// touched only by coroutines and handlers of one strand, so they need no atomics. Another
+// thread wakes an event by posting set() to the strand.
+
+#include <hotreload/config.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <vector>
+
+namespace hotreload::detail {
+
+using strand_t = asio::strand<asio::any_io_executor>;
+using clock = std::chrono::steady_clock;
+
+/// `now + d`, saturated (a limit of "forever" must not overflow).
+inline clock::time_point deadline_after(std::chrono::milliseconds d) {
+  auto now = clock::now();
+  return d >= std::chrono::duration_cast<std::chrono::milliseconds>(clock::time_point::max() - now)
+             ? clock::time_point::max()
+             : now + d;
+}
+
+/// A manual-reset event: set() wakes every waiter, and later waits return at once.
+class async_event {
+public:
+  bool is_set() const noexcept { return set_; }
+
+  void set() {
+    set_ = true;
+    for (auto& t : waiters_) t->cancel();
+    waiters_.clear();
+  }
+
+  /// Until set() or `deadline`, whichever comes first; true if set.
+  awaitable<bool> wait_until(clock::time_point deadline) {
+    if (!set_) {
+      auto t = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, deadline);
+      waiters_.push_back(t);
+      co_await t->async_wait(asio::as_tuple(asio::use_awaitable));
+      std::erase(waiters_, t);
+    }
+    co_return set_;
+  }
+  awaitable<bool> wait() { return wait_until(clock::time_point::max()); }
+
+private:
+  bool set_ = false;
+  std::vector<std::shared_ptr<asio::steady_timer>> waiters_; // the timer each waiter sleeps on
+};
+
+/// A FIFO mutex for coroutines: unlock() hands ownership to the first waiter.
+class async_mutex {
+public:
+  awaitable<void> lock() {
+    if (!locked_) {
+      locked_ = true;
+      co_return;
+    }
+    auto turn = std::make_shared<async_event>();
+    waiters_.push_back(turn);
+    co_await turn->wait();
+  }
+
+  void unlock() {
+    if (waiters_.empty()) {
+      locked_ = false;
+      return;
+    }
+    auto turn = std::move(waiters_.front());
+    waiters_.pop_front();
+    turn->set();
+  }
+
+private:
+  bool locked_ = false;
+  std::deque<std::shared_ptr<async_event>> waiters_;
+};
+
+/// Runs every task concurrently on `strand` and completes when all have finished; then
+/// rethrows the first exception, if any.
+inline awaitable<void> join(strand_t strand, std::vector<awaitable<void>> tasks) {
+  struct state {
+    std::size_t left = 0;
+    std::exception_ptr error;
+    async_event done;
+  };
+  auto st = std::make_shared<state>();
+  st->left = tasks.size();
+  for (auto& t : tasks)
+    asio::co_spawn(strand, std::move(t), [st](std::exception_ptr e) {
+      if (e && !st->error) st->error = e;
+      if (--st->left == 0) st->done.set();
+    });
+  if (st->left > 0) co_await st->done.wait();
+  if (st->error) std::rethrow_exception(st->error);
+}
+
+using dag_step = std::function<awaitable<void>(std::size_t)>;
+
+/// One node of run_dag: waits for its predecessors, runs, and tells its successors (also
+/// when it throws).
+inline awaitable<void> dag_node(std::vector<async_event>& done, const std::vector<std::size_t>& preds,
+                                const dag_step& fn, std::size_t i) {
+  struct finish {
+    async_event& e;
+    ~finish() { e.set(); }
+  } guard{done[i]};
+  for (auto p : preds) co_await done[p].wait();
+  co_await fn(i);
+}
+
+/// Runs fn(i) for every node i once fn(p) has finished for every p in preds[i]; nodes with no
+/// path between them run concurrently on the strand (their awaits overlap in time).
+inline awaitable<void> run_dag(strand_t strand, const std::vector<std::vector<std::size_t>>& preds, dag_step fn) {
+  std::vector<async_event> done(preds.size());
+  std::vector<awaitable<void>> tasks;
+  for (std::size_t i = 0; i < preds.size(); ++i) tasks.push_back(dag_node(done, preds[i], fn, i));
+  co_await join(std::move(strand), std::move(tasks));
+}
+
+} // namespace hotreload::detail
+
+#endif

@@ -1,0 +1,337 @@
+#ifndef HOTRELOAD_DETAIL_TRANSACTION_HPP
+#define HOTRELOAD_DETAIL_TRANSACTION_HPP
+
+// The reload transaction, for a set of plugins and every plugin that depends on them. Its
+// member functions are its phases, in the order run() calls them:
+//   collect, lock, load_and_validate (step 1), settle_dependencies, keep_affected,
+//   quiesce (2), snapshot (3) -- a failure so far: abort, everything serves on --
+//   replace: tear_down (4) and bring_up (5-8: construct, restore state, on_reload_async,
+//   publish), with roll_back or give_up per plugin; then restart_failed.
+// Per plugin: one whose new version fails rolls back to its old version, and so do the
+// plugins of the batch that depend on it; the others go ahead.
+
+#include <hotreload/detail/core.hpp>
+#include <hotreload/detail/graph.hpp>
+#include <hotreload/detail/plugin_lifecycle.hpp>
+#include <hotreload/detail/result.hpp>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace hotreload::detail {
+
+class reload_transaction {
+public:
+  reload_transaction(core& c, plugin_lifecycle& life, std::vector<std::string> names)
+      : c_(c), life_(life), names_(std::move(names)) {}
+
+  /// Completes with the first failure.
+  awaitable<error_info> run() {
+    collect();
+    if (members_.empty()) co_return first_.get();
+    entry_locks locks; // in name order, so that concurrent transactions cannot deadlock
+    for (auto& [n, m] : members_) co_await locks.add(m.e);
+    if (!c_.running())
+      co_return fail(errc::stopping, names_.empty() ? std::string() : names_.front(),
+                     "not reloaded: the reloader is stopping");
+    co_await load_and_validate();
+    settle_dependencies();
+    keep_affected();
+    auto err = co_await quiesce();
+    if (!err) err = co_await snapshot();
+    if (err) abort(err);
+    else co_await replace();
+    for (auto& [e, v] : restarts_) first_(co_await life_.restart_locked(*e, v, t0_));
+    co_return first_.get();
+  }
+
+private:
+  struct member {
+    entry_ptr e;
+    bool requested = false; // its library is reloaded; else it is rebuilt on its own version
+  };
+  struct node {
+    node(entry_ptr en, bool req, version_ptr o, version_ptr n)
+        : e(std::move(en)), requested(req), old_v(std::move(o)), new_v(std::move(n)) {}
+    entry_ptr e;
+    bool requested = false;
+    version_ptr old_v, new_v; // new_v == old_v: rebuilt against new dependencies
+    instance old_instance;
+    std::optional<boost::json::object> snapshot;
+    bool quiesced = false;
+    bool back = false; // brought up on old_v: its own new version or a dependency failed
+    bool down = false; // could not be brought up at all
+  };
+
+  // The named plugins and, transitively, the plugins that depend on them.
+  void collect() {
+    std::map<std::string, entry_ptr, std::less<>> all;
+    for (auto& e : c_.reg.all()) all[e->name] = e;
+    std::vector<std::string> requested;
+    for (auto& n : names_) {
+      if (all.contains(n)) requested.push_back(n);
+      else
+        first_(fail(errc::plugin_not_found, n,
+                    "no plugin named '" + n + "' is loaded; check its metadata name and the plugin directories"));
+    }
+    for (auto& n : with_dependents(requested, c_.reg.serving()))
+      members_.try_emplace(n, member{all[n], std::find(requested.begin(), requested.end(), n) != requested.end()});
+  }
+
+  // Step 1: every requested library, validated while the old versions serve untouched.
+  awaitable<void> load_and_validate() {
+    std::vector<entry_ptr> requested;
+    std::vector<std::filesystem::path> sources;
+    for (auto& [n, m] : members_)
+      if (m.requested && !m.e->removed) {
+        c_.hub.log(log_level::info, n, "Reloading plugin: " + n);
+        c_.hub.emit(event_kind::reload_started, n, meta_of(m.e->ver), nullptr);
+        sources.push_back(c_.reg.source_of(*m.e));
+        m.e->tried = stamp_of(sources.back());
+        requested.push_back(m.e);
+      }
+    auto loaded = co_await c_.versions.load_all(sources, c_.feed.dirs());
+    for (auto& [n, m] : members_) {
+      auto& e = m.e;
+      if (e->removed) continue;
+      auto i = static_cast<std::size_t>(std::find(requested.begin(), requested.end(), e) - requested.begin());
+      if (!m.requested || failed_load(*e, loaded[i], sources, i)) {
+        if (e->inst) nodes_.emplace_back(e, false, e->ver, e->ver); // still rebuilt if a dependency changes
+      } else if (!e->inst) {
+        restarts_.emplace_back(e, std::move(loaded[i].value));
+      } else {
+        auto& nv = loaded[i].value;
+        c_.hub.step(n, reload_step::library_loaded, meta_of(e->ver), &nv->meta, t0_,
+                    "Loaded new library " + nv->meta.version);
+        nodes_.emplace_back(e, true, e->ver, std::move(nv));
+      }
+    }
+  }
+
+  // Whether the new version of `e` failed to load or to validate (then reported).
+  bool failed_load(entry& e, const result<version_ptr>& r, const std::vector<std::filesystem::path>& sources,
+                   std::size_t i) {
+    auto err = r.error;
+    if (r.value && r.value->meta.name != e.name)
+      err = fail(errc::name_mismatch, e.name,
+                 sources[i].string() + " now declares plugin '" + r.value->meta.name + "', not '" + e.name +
+                     "'; a plugin's name must not change across versions");
+    if (err) failed(e, err, r.value);
+    return static_cast<bool>(err);
+  }
+
+  // A new version that cannot serve next to the others keeps its old version, until nothing
+  // changes any more.
+  void settle_dependencies() {
+    for (bool changed = true; changed;) {
+      changed = false;
+      auto versions = c_.reg.serving();
+      for (auto& nd : nodes_) versions[nd.e->name] = &nd.new_v->meta;
+      for (auto& nd : nodes_) {
+        if (nd.new_v == nd.old_v) continue;
+        if (auto problem = refusal(nd, versions)) {
+          failed(*nd.e, problem, nd.new_v);
+          nd.new_v = nd.old_v;
+          nd.requested = false;
+          changed = true;
+          break;
+        }
+      }
+    }
+  }
+
+  // Why the new version of `nd` cannot serve next to `versions`, or nothing.
+  static error_info refusal(const node& nd, const version_map& versions) {
+    const auto& name = nd.e->name;
+    const auto& ver = nd.new_v->meta.version;
+    if (auto p = dependency_problem(nd.new_v->meta, versions)) return p;
+    if (auto p = broken_dependent(name, versions))
+      return {p.code, name, name + " " + ver + " was refused: " + p.message};
+    if (auto cycle = find_cycle(versions); !cycle.empty())
+      return fail(errc::dependency_cycle, name,
+                  "plugin '" + name + "' " + ver + " would close a dependency cycle: " + cycle_text(cycle) +
+                      "; remove one of these \"depends_on\" entries");
+    return {};
+  }
+
+  // Only what changed, and what depends on it, goes through the rest of the transaction.
+  void keep_affected() {
+    auto graph = [&] {
+      std::vector<graph_node> g;
+      for (auto& nd : nodes_) g.push_back({nd.e->name, &nd.new_v->meta});
+      return dependencies_within(g);
+    };
+    auto preds = graph();
+    std::vector<bool> affected(nodes_.size());
+    for (auto i : topological(preds)) {
+      affected[i] = nodes_[i].new_v != nodes_[i].old_v;
+      for (auto p : preds[i]) affected[i] = affected[i] || affected[p];
+    }
+    std::vector<node> kept;
+    for (std::size_t i = 0; i < nodes_.size(); ++i)
+      if (affected[i]) kept.push_back(std::move(nodes_[i]));
+    nodes_ = std::move(kept);
+    up_ = graph();
+    down_ = reversed(up_);
+    order_ = topological(up_);
+  }
+
+  // Step 2, dependents first: no caller holds an old version.
+  awaitable<error_info> quiesce() {
+    for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
+      auto& nd = nodes_[*it];
+      if (auto err = co_await c_.gate.quiesce(*nd.e, true)) co_return err;
+      nd.quiesced = true;
+      step(nd, reload_step::quiesced, nd.new_v, "Quiesced");
+    }
+    co_return error_info{};
+  }
+
+  // Step 3: every old instance's snapshot, stored.
+  awaitable<error_info> snapshot() {
+    for (auto i : order_) {
+      auto& nd = nodes_[i];
+      auto snap = co_await c_.hooks.snapshot(*nd.e);
+      if (snap.error) co_return snap.error;
+      if (c_.policies.preserves_state()) step(nd, reload_step::state_saved, nd.new_v, "Saved state");
+      nd.snapshot = std::move(snap.value);
+    }
+    co_return error_info{};
+  }
+
+  // A failure before any old instance was touched: they all serve on.
+  void abort(const error_info& err) {
+    for (auto& nd : nodes_)
+      if (nd.quiesced) c_.gate.resume(*nd.e);
+    for (auto& nd : nodes_)
+      if (nd.requested) failed(*nd.e, err, nd.new_v);
+    first_(err);
+  }
+
+  // Steps 4-8: the old instances go (dependents first), the new ones come (dependencies
+  // first; independent plugins concurrently); one after the other, or both at once with
+  // options.overlap_teardown.
+  awaitable<void> replace() {
+    for (auto& nd : nodes_) nd.old_instance = nd.e->inst;
+    auto tear_down_all = run_dag(c_.strand, down_, [this](std::size_t i) { return tear_down(i); });
+    auto bring_up_all = run_dag(c_.strand, up_, [this](std::size_t i) { return bring_up(i); });
+    if (c_.opts.overlap_teardown) {
+      std::vector<awaitable<void>> both;
+      both.push_back(std::move(tear_down_all));
+      both.push_back(std::move(bring_up_all));
+      co_await join(c_.strand, std::move(both));
+    } else {
+      co_await std::move(tear_down_all);
+      co_await std::move(bring_up_all);
+    }
+    // Each library unloads once its last handle is gone: the old instances go, dependents first.
+    for (auto it = order_.rbegin(); it != order_.rend(); ++it) nodes_[*it].old_instance = {};
+  }
+
+  // Step 4. A failure is reported; the old instance goes regardless.
+  awaitable<void> tear_down(std::size_t i) {
+    auto& nd = nodes_[i];
+    if (c_.hub.debug_on()) c_.hub.log(log_level::debug, nd.e->name, "Calling teardown_async for plugin: " + nd.e->name);
+    if (auto err = co_await c_.hooks.call(nd.old_v, nd.old_instance, hook::teardown)) {
+      c_.hub.log(log_level::warning, nd.e->name, err.message);
+      c_.gate.record_error(*nd.e, err);
+    }
+    step(nd, reload_step::torn_down, nd.new_v, "Tore down old instance");
+    if (nd.e->inst.object == nd.old_instance.object) nd.e->inst = {}; // not yet replaced (overlap)
+  }
+
+  // Steps 5-8 for one plugin, or its rollback.
+  awaitable<void> bring_up(std::size_t i) {
+    auto& nd = nodes_[i];
+    auto& e = *nd.e;
+    for (auto d : up_[i])
+      if (nodes_[d].down)
+        co_return give_up(nd, fail(errc::missing_dependency, e.name,
+                                   "plugin '" + e.name + "' cannot start: its dependency '" + nodes_[d].e->name +
+                                       "' is unavailable"));
+    auto v = nd.back ? nd.old_v : nd.new_v;
+    auto inst = co_await c_.hooks.bring_up(v, nd.snapshot, nd.old_v, t0_);
+    if (inst) co_return serve(nd, v, std::move(inst.value));
+    if (v != nd.old_v || !nd.requested) failed(e, inst.error, v);
+    std::string also;
+    if (v != nd.old_v) {
+      auto rerr = co_await roll_back(i, inst.error);
+      if (!rerr) co_return;
+      also = "; then the rollback to " + nd.old_v->meta.version + " failed too: " + rerr.message;
+    }
+    give_up(nd, fail(errc::rollback_failed, e.name,
+                     inst.error.message + also + "; the plugin is unavailable until a working version is loaded"));
+  }
+
+  // Step 8: `inst` of `v` serves.
+  void serve(node& nd, const version_ptr& v, instance inst) {
+    auto& e = *nd.e;
+    bool reloaded = nd.requested && !nd.back;
+    c_.gate.install(e, v, std::move(inst), reloaded ? publication::reloaded : publication::rebuilt);
+    step(nd, reload_step::published, v, "Published new instance");
+    if (reloaded) {
+      c_.hub.log(log_level::info, e.name, "Successfully reloaded plugin: " + e.name + " (" + ms(clock::now() - t0_) + ")");
+      c_.hub.emit(event_kind::reloaded, e.name, &nd.old_v->meta, &v->meta, clock::now() - t0_);
+    } else if (!nd.requested) {
+      c_.hub.log(log_level::info, e.name, "Rebuilt plugin: " + e.name + " (a dependency was reloaded)");
+    }
+  }
+
+  // The old version of node i serves again (with its state), and the batch's plugins that
+  // depend on it keep theirs. Empty, or why the rollback failed too.
+  awaitable<error_info> roll_back(std::size_t i, const error_info& why) {
+    std::vector<std::size_t> back{i};
+    for (std::size_t k = 0; k < back.size(); ++k) {
+      nodes_[back[k]].back = true;
+      back.insert(back.end(), down_[back[k]].begin(), down_[back[k]].end());
+    }
+    auto& nd = nodes_[i];
+    auto& e = *nd.e;
+    auto inst = co_await c_.hooks.bring_up(nd.old_v, nd.snapshot, nd.old_v, t0_);
+    if (!inst) co_return inst.error;
+    c_.gate.install(e, nd.old_v, std::move(inst.value), publication::rebuilt);
+    c_.hub.log(log_level::warning, e.name,
+               "Rolled back plugin: " + e.name + " to " + nd.old_v->meta.version + " (" + ms(clock::now() - t0_) + ")");
+    c_.hub.emit(event_kind::rolled_back, e.name, &nd.old_v->meta, &nd.old_v->meta, clock::now() - t0_, why);
+    co_return error_info{};
+  }
+
+  // The plugin cannot be brought up at all: it is unavailable.
+  void give_up(node& nd, const error_info& err) {
+    auto& e = *nd.e;
+    c_.hub.log(log_level::error, e.name, err.message);
+    nd.down = true;
+    c_.gate.take_down(e, err, true);
+    c_.hub.emit(event_kind::reload_failed, e.name, &nd.old_v->meta, nullptr, clock::now() - t0_, err);
+    first_(err);
+  }
+
+  // The reload of `e` to `nv` failed: recorded, logged, reported.
+  void failed(entry& e, const error_info& err, const version_ptr& nv) {
+    c_.gate.record_error(e, err);
+    c_.hub.log(log_level::error, e.name, "Reload failed for plugin: " + e.name + ": " + err.message);
+    c_.hub.emit(event_kind::reload_failed, e.name, meta_of(e.ver), meta_of(nv), clock::now() - t0_, err);
+    first_(err);
+  }
+
+  void step(const node& nd, reload_step s, const version_ptr& v, std::string_view what) {
+    c_.hub.step(nd.e->name, s, &nd.old_v->meta, &v->meta, t0_, what);
+  }
+
+  core& c_;
+  plugin_lifecycle& life_;
+  const std::vector<std::string> names_;
+  const clock::time_point t0_ = clock::now();
+  first_error first_;
+  std::map<std::string, member, std::less<>> members_; // by name: the order locks are taken in
+  std::vector<node> nodes_;
+  std::vector<std::pair<entry_ptr, version_ptr>> restarts_; // failed plugins given a new version
+  predecessor_lists up_, down_;                             // dependencies, dependents
+  std::vector<std::size_t> order_;                          // dependencies first
+};
+
+} // namespace hotreload::detail
+
+#endif

@@ -1,0 +1,133 @@
+#ifndef HOTRELOAD_DETAIL_VERSIONS_HPP
+#define HOTRELOAD_DETAIL_VERSIONS_HPP
+
+// Versions and instances: a library file becomes a checked version (trust, the Loader, ABI
+// tag, metadata), and a version becomes an instance (the plugin's factory, with its context).
+
+#include <hotreload/detail/event_hub.hpp>
+#include <hotreload/detail/leak.hpp>
+#include <hotreload/detail/linux/trust.hpp>
+#include <hotreload/detail/policies.hpp>
+#include <hotreload/detail/registry.hpp>
+#include <hotreload/detail/result.hpp>
+#include <hotreload/detail/sync.hpp>
+#include <hotreload/options.hpp>
+
+#include <boost/asio/post.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace hotreload::detail {
+
+class version_factory {
+public:
+  version_factory(const options& o, strand_t s, event_hub& hub, policy_ops& p, interface_traits t)
+      : opts_(o), strand_(std::move(s)), hub_(hub), policies_(p), traits_(t) {}
+
+  /// What outlives the reloader (versions held by plugin_ptrs, dependency resolvers) reaches
+  /// it through these: weak references into the one shared core.
+  void set_core(std::weak_ptr<event_hub> hub, std::weak_ptr<registry> reg) {
+    weak_hub_ = std::move(hub);
+    weak_reg_ = std::move(reg);
+  }
+
+  /// Step 1: a fresh mapping of `file`, its ABI tag checked and its metadata parsed. A Loader
+  /// with `async_load` (dll_loader: its probe) does not block the strand meanwhile.
+  awaitable<result<version_ptr>> load(std::filesystem::path file, const std::vector<std::filesystem::path>& dirs) {
+    if (auto err = check_trust(file, dirs, opts_.trust)) co_return result<version_ptr>{nullptr, err};
+    auto lib = co_await policies_.load(file);
+    if (lib.error) co_return result<version_ptr>{nullptr, lib.error};
+    if (auto err = abi_problem(traits_.tag, *lib.value.tag)) {
+      err.message = file.string() + " was refused: " + err.message;
+      co_return result<version_ptr>{nullptr, err};
+    }
+    plugin_metadata meta;
+    if (auto err = parse_metadata(lib.value.metadata, file.string(), meta)) co_return result<version_ptr>{nullptr, err};
+    co_return result<version_ptr>{own(new version{std::move(lib.value), std::move(meta)})};
+  }
+
+  /// load() of each file, concurrently (their probes run side by side).
+  awaitable<std::vector<result<version_ptr>>> load_all(const std::vector<std::filesystem::path>& files,
+                                                       const std::vector<std::filesystem::path>& dirs) {
+    std::vector<result<version_ptr>> loaded(files.size());
+    co_await run_dag(strand_, predecessor_lists(files.size()), [&](std::size_t i) -> awaitable<void> {
+      loaded[i] = co_await load(files[i], dirs);
+    });
+    co_return loaded;
+  }
+
+  /// Step 5: a new instance of `v`. Its deleter runs the plugin's destructor and then
+  /// releases the version, so the code outlives the object.
+  result<instance> construct(const version_ptr& v) {
+    const auto& name = v->meta.name;
+    auto cfg = opts_.plugin_config.if_contains(name);
+    plugin_context ctx(name, policies_.executor_keeping(v), plugin_logger(hub_.get_logger(), name),
+                       cfg && cfg->is_object() ? cfg->get_object() : boost::json::object(), opts_.shared,
+                       resolver_for(v->meta));
+    std::string why;
+    void* raw = v->library.create(ctx, why);
+    if (!raw)
+      return {{}, fail(errc::construct_failed, name,
+                       "plugin '" + name + "' " + v->meta.version + ": constructor threw: " + why +
+                           "; fix the constructor (do slow or failing work in setup_async)")};
+    return {instance{std::shared_ptr<plugin>(traits_.upcast(raw), [v](plugin* p) { delete p; }), raw}};
+  }
+
+private:
+  // The last reference may drop anywhere, even inside plugin code still on the stack (a
+  // plugin's completion handler being destroyed), so the unmapping always runs later, in a
+  // handler of our own on the strand.
+  version_ptr own(const version* raw) {
+    hub_.version_mapped();
+    return version_ptr(raw, [hub = weak_hub_, strand = strand_](const version* v) {
+      if (hub.expired()) {
+        // The reloader is gone, so no handler of ours can unmap it, and the caller may be
+        // this very library's code. It stays mapped until the process exits.
+        deliberately_leak(v);
+        return;
+      }
+      asio::post(strand, [hub, owned = std::unique_ptr<const version>(v)]() mutable {
+        std::string name = owned->meta.name, ver = owned->meta.version;
+        owned.reset();
+        if (auto h = hub.lock()) h->version_unmapped(name, ver);
+      });
+    });
+  }
+
+  // What plugin_context::get asks. Callable from any thread, for as long as the plugin lives:
+  // it reaches the registry only while the reloader exists. The handle it returns is not a
+  // lease, so a dependent holding it does not hold up its dependency's reloads.
+  dependency_resolver resolver_for(const plugin_metadata& m) const {
+    return [reg = weak_reg_, log = hub_.get_logger(), declared = m.depends_on,
+            who = m.name](std::string_view name) -> plugin_ptr<plugin> {
+      auto r = reg.lock();
+      if (!r) return {};
+      if (!depends_on(declared, name)) {
+        log.log(log_level::error, who,
+                "plugin '" + who + "' asked for '" + std::string(name) + "', which it does not declare in \"depends_on\"");
+        return {};
+      }
+      auto l = r->lock();
+      if (!l.open()) return {};
+      auto it = l.entries().find(name);
+      if (it == l.entries().end() || !l[*it->second].lease) return {};
+      auto& lease = l[*it->second].lease;
+      return plugin_ptr<plugin>(lease->inst.object, &lease->ver->meta);
+    };
+  }
+
+  const options& opts_;
+  strand_t strand_;
+  event_hub& hub_;
+  policy_ops& policies_;
+  interface_traits traits_;
+  std::weak_ptr<event_hub> weak_hub_;
+  std::weak_ptr<registry> weak_reg_;
+};
+
+} // namespace hotreload::detail
+
+#endif

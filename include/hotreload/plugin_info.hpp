@@ -1,0 +1,30 @@
+#ifndef HOTRELOAD_PLUGIN_INFO_HPP
+#define HOTRELOAD_PLUGIN_INFO_HPP
+
+#include <hotreload/error.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace hotreload {
+
+/// A plugin as the reloader sees it, for listings (`plugins` command, `GET /plugins`).
+struct plugin_info {
+  std::string name;
+  std::string version;                          ///< of the serving version ("" if none)
+  std::filesystem::path path;                   ///< the library file in the plugin directory
+  bool enabled = true;
+  bool serving = false;                         ///< a version is loaded and set up
+  std::chrono::system_clock::time_point loaded_at{}; ///< when the serving version was published
+  std::size_t reloads = 0;                      ///< successful reloads
+  std::int64_t state_version = 1;
+  std::optional<error_info> last_error;         ///< of the last failed operation, if any
+};
+
+} // namespace hotreload
+
+#endif
