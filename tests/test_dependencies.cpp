@@ -236,27 +236,6 @@ TEST_CASE("overlap_teardown: old instances are torn down while the new ones come
   }
 }
 
-TEST_CASE("semver requirements") {
-  using hotreload::detail::satisfies;
-  CHECK(*satisfies("1.2.0", ">=1.2"));
-  CHECK(!*satisfies("1.1.9", ">=1.2"));
-  CHECK(*satisfies("1.4.0", ">=1.2, <2"));
-  CHECK(!*satisfies("2.0.0", ">=1.2 <2"));
-  CHECK(*satisfies("1.9.3", "^1.2"));
-  CHECK(!*satisfies("2.0.0", "^1.2"));
-  CHECK(!*satisfies("0.3.0", "^0.2"));
-  CHECK(*satisfies("1.2.9", "~1.2"));
-  CHECK(!*satisfies("1.3.0", "~1.2"));
-  CHECK(*satisfies("1.2.3", "1.2.3"));
-  CHECK(*satisfies("1.2.3", "==1.2.3"));
-  CHECK(*satisfies("1.2.3", "*"));
-  CHECK(*satisfies("1.2.3", ">= 1.2"));
-  CHECK(!*satisfies("1.2.0-rc1", ">=1.2.0"));
-  CHECK(*satisfies("1.2.0+build5", "=1.2.0"));
-  CHECK(!satisfies("one", ">=1"));
-  CHECK(!satisfies("1.0", ">=x"));
-}
-
 TEST_CASE("a deleted dependency unloads its dependents first, when deleted libraries unload") {
   sandbox box;
   for (auto& [variant, file] : diamond) box.install(variant, file);

@@ -7,11 +7,8 @@
 #include <exception>
 #include <string>
 
-#if defined(_WIN32)
-#define HOTRELOAD_EXPORT __declspec(dllexport)
-#else
+// Linux (ELF) only, like the rest of the library.
 #define HOTRELOAD_EXPORT __attribute__((visibility("default"), used))
-#endif
 
 namespace hotreload::detail {
 

@@ -50,8 +50,8 @@ struct options {
   std::vector<std::filesystem::path> plugin_dirs{};
   /// File changes within this window coalesce into one reload per plugin (file watchers).
   std::chrono::milliseconds debounce{100};
-  /// Also watch the directories listed in this environment variable (`:`-separated on
-  /// POSIX, `;` on Windows). Empty: no variable is read.
+  /// Also watch the directories listed in this environment variable (`:`-separated).
+  /// Empty: no variable is read.
   std::string paths_env = "HOTRELOAD_PLUGIN_PATHS";
   /// A missing or unreadable plugin directory fails async_start (errc::bad_plugin_dir);
   /// with this set, it is only logged as a warning and skipped.

@@ -35,7 +35,7 @@ public:
   void close() {
     c_.policies.unwatch();
     c_.hub.close();
-    c_.reg.close(); // the entries it returns are destroyed here
+    c_.reg.close();
   }
 
   awaitable<error_info> start() {

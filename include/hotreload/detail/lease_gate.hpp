@@ -32,10 +32,11 @@ public:
   void install(entry& e, version_ptr v, instance inst, publication how) {
     e.ver = std::move(v);
     e.inst = std::move(inst);
+    lease_ptr old; // dropped after the lock: it may hold the last reference to an instance
     {
       auto l = reg_.lock();
       auto& g = l[e];
-      g.lease = std::make_shared<lease_block>(e.inst, e.ver);
+      old = std::exchange(g.lease, std::make_shared<lease_block>(e.inst, e.ver));
       g.quiescing = false;
       l.changed();
       if (how != publication::resumed) {
@@ -88,10 +89,11 @@ public:
       e.inst = {};
       e.ver.reset();
     }
+    lease_ptr old; // dropped after the lock: it may hold the last reference to an instance
     {
       auto l = reg_.lock();
       auto& g = l[e];
-      g.lease.reset();
+      old = std::move(g.lease);
       g.quiescing = false;
       g.info.serving = false;
       l.changed();

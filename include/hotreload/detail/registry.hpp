@@ -191,13 +191,18 @@ public:
     l.changed();
   }
   bool is_open() { return lock().open(); }
-  /// Nothing is handed out any more; the entries are given to the caller to destroy.
-  map close() {
-    auto l = lock();
-    open_ = false;
-    for (auto& [name, e] : entries_) l[*e].lease.reset();
-    l.changed();
-    return std::exchange(entries_, {});
+  /// Nothing is handed out any more; the entries (and the instances only they held) are
+  /// destroyed, after the mutex is released: plugin destructors may run.
+  void close() {
+    map gone;
+    std::vector<lease_ptr> leases;
+    {
+      auto l = lock();
+      open_ = false;
+      for (auto& [name, e] : entries_) leases.push_back(std::move(l[*e].lease));
+      l.changed();
+      gone = std::exchange(entries_, {});
+    }
   }
 
   /// The serving lease of `name`, never waiting: null if it is unknown, disabled, being

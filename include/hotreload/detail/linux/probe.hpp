@@ -177,13 +177,44 @@ private:
 
   probe_server(pid_t pid, int control) : pid_(pid), control_(control) {}
 
+  // The probes at work, in the server.
+  struct jobs {
+    static constexpr int max = 16;
+    child at[max];
+    int n = 0;
+  };
+
   // The server: from here on, system calls only, and no return.
   [[noreturn]] static void serve(int control) noexcept {
+    control = shed_inheritance(control);
+    if (::send(control, "r", 1, MSG_NOSIGNAL) != 1) ::_exit(1);
+    jobs running;
+    for (;;) {
+      pollfd fds[1 + jobs::max];
+      fds[0] = {control, static_cast<short>(running.n < jobs::max ? POLLIN : 0), 0};
+      std::int64_t now = now_ms(), wait = -1;
+      for (int i = 0; i < running.n; ++i) {
+        auto& job = running.at[i];
+        fds[1 + i] = {job.pidfd, POLLIN, 0}; // without a pidfd (Linux < 5.3): look every ms
+        std::int64_t left = job.pidfd < 0 ? 1 : job.deadline_ms - now;
+        if (left < 0) left = 0;
+        if (wait < 0 || left < wait) wait = left;
+      }
+      if (::poll(fds, nfds_t(1 + running.n), static_cast<int>(wait)) < 0 && errno != EINTR) ::_exit(1);
+      reap(running, fds + 1);
+      if (fds[0].revents & POLLIN) take_request(control, running);
+      else if (fds[0].revents & (POLLHUP | POLLERR)) shut_down(running);
+    }
+  }
+
+  // Nothing of the program's: its descriptors (sockets, pipes, locks; the control socket
+  // becomes fd 3), its signal handlers and mask, its name. The control socket's number.
+  static int shed_inheritance(int control) noexcept {
     if (control != 3) {
       ::dup2(control, 3);
       control = 3;
     }
-    ::syscall(SYS_close_range, 4u, ~0u, 0u); // nothing of the program's: sockets, pipes, locks
+    ::syscall(SYS_close_range, 4u, ~0u, 0u);
     struct sigaction sa{};
     sa.sa_handler = SIG_DFL;
     for (int s = 1; s < NSIG; ++s)
@@ -194,88 +225,76 @@ private:
     ::sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::prctl(PR_SET_NAME, "hotreload-probe");
-    if (::send(control, "r", 1, MSG_NOSIGNAL) != 1) ::_exit(1);
+    return control;
+  }
 
-    constexpr int max_jobs = 16;
-    child jobs[max_jobs];
-    int n = 0;
-    auto now_ms = [] {
-      timespec ts{};
-      ::clock_gettime(CLOCK_MONOTONIC, &ts);
-      return std::int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
-    };
-    auto answer = [](int fd, probe_result r) {
-      (void)::write(fd, &r, sizeof r); // one write of 8 bytes: atomic on a pipe
-      ::close(fd);
-    };
-    for (;;) {
-      pollfd fds[1 + max_jobs];
-      fds[0] = {control, static_cast<short>(n < max_jobs ? POLLIN : 0), 0};
-      std::int64_t now = now_ms(), wait = -1;
-      for (int i = 0; i < n; ++i) {
-        fds[1 + i] = {jobs[i].pidfd, POLLIN, 0}; // without a pidfd (Linux < 5.3): look every ms
-        std::int64_t left = jobs[i].pidfd < 0 ? 1 : jobs[i].deadline_ms - now;
-        if (left < 0) left = 0;
-        if (wait < 0 || left < wait) wait = left;
+  static std::int64_t now_ms() noexcept {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return std::int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+  }
+
+  static void answer(int fd, probe_result r) noexcept {
+    (void)::write(fd, &r, sizeof r); // one write of 8 bytes: atomic on a pipe
+    ::close(fd);
+  }
+
+  // Answers for the probes that ended (`ended[i]`: job i's poll result) or ran out of time.
+  static void reap(jobs& running, const pollfd* ended) noexcept {
+    auto now = now_ms();
+    for (int i = running.n - 1; i >= 0; --i) { // from the end: finished jobs are replaced by the last
+      auto& job = running.at[i];
+      int status = 0;
+      probe_result r;
+      if ((ended[i].revents & POLLIN || job.pidfd < 0) && ::waitpid(job.pid, &status, WNOHANG) == job.pid) {
+        r = WIFSIGNALED(status) ? probe_result{probe_result::signalled, WTERMSIG(status)}
+                                : probe_result{probe_result::exited, WEXITSTATUS(status)};
+      } else if (now >= job.deadline_ms) {
+        ::kill(job.pid, SIGKILL);
+        ::waitpid(job.pid, &status, 0);
+        r = {probe_result::timed_out, 0};
+      } else {
+        continue;
       }
-      if (::poll(fds, nfds_t(1 + n), static_cast<int>(wait)) < 0 && errno != EINTR) ::_exit(1);
-      now = now_ms();
-      for (int i = n - 1; i >= 0; --i) { // from the end: finished jobs are replaced by the last
-        int status = 0;
-        probe_result r;
-        if ((fds[1 + i].revents & POLLIN || jobs[i].pidfd < 0) && ::waitpid(jobs[i].pid, &status, WNOHANG) == jobs[i].pid) {
-          r = WIFSIGNALED(status) ? probe_result{probe_result::signalled, WTERMSIG(status)}
-                                  : probe_result{probe_result::exited, WEXITSTATUS(status)};
-        } else if (now >= jobs[i].deadline_ms) {
-          ::kill(jobs[i].pid, SIGKILL);
-          ::waitpid(jobs[i].pid, &status, 0);
-          r = {probe_result::timed_out, 0};
-        } else {
-          continue;
-        }
-        answer(jobs[i].fd, r);
-        if (jobs[i].pidfd >= 0) ::close(jobs[i].pidfd);
-        jobs[i] = jobs[--n];
-      }
-      if (fds[0].revents & POLLIN) {
-        request_msg req;
-        alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
-        iovec iov{&req, sizeof req};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf;
-        msg.msg_controllen = sizeof cbuf;
-        ssize_t got = ::recvmsg(control, &msg, MSG_CMSG_CLOEXEC);
-        if (got == 0) shut_down(jobs, n);
-        int reply = -1;
-        if (auto* c = CMSG_FIRSTHDR(&msg); c && c->cmsg_type == SCM_RIGHTS) std::memcpy(&reply, CMSG_DATA(c), sizeof(int));
-        auto len = got - static_cast<ssize_t>(offsetof(request_msg, path));
-        if (len < 1 || reply < 0 || req.path[len - 1] != '\0') {
-          if (reply >= 0) ::close(reply);
-          continue;
-        }
-        pid_t pid = ::fork();
-        if (pid == 0) {
-          ::syscall(SYS_close_range, 3u, ~0u, 0u);
-          void* handle = ::dlopen(req.path, RTLD_NOW | RTLD_LOCAL);
-          ::_exit(handle ? 0 : 1); // no destructors, no atexit handlers, no stdio flush
-        }
-        if (pid < 0) {
-          answer(reply, probe_result{});
-          continue;
-        }
-        jobs[n++] = {pid, static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)), reply, now + req.timeout_ms};
-      } else if (fds[0].revents & (POLLHUP | POLLERR)) {
-        shut_down(jobs, n);
-      }
+      answer(job.fd, r);
+      if (job.pidfd >= 0) ::close(job.pidfd);
+      job = running.at[--running.n];
     }
   }
 
-  [[noreturn]] static void shut_down(const child* jobs, int n) noexcept {
-    for (int i = 0; i < n; ++i) {
-      ::kill(jobs[i].pid, SIGKILL);
-      ::waitpid(jobs[i].pid, nullptr, 0);
+  // One request: a probe (a fork that dlopens the path and exits) joins the running ones.
+  static void take_request(int control, jobs& running) noexcept {
+    request_msg req;
+    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+    iovec iov{&req, sizeof req};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    ssize_t got = ::recvmsg(control, &msg, MSG_CMSG_CLOEXEC);
+    if (got == 0) shut_down(running);
+    int reply = -1;
+    if (auto* c = CMSG_FIRSTHDR(&msg); c && c->cmsg_type == SCM_RIGHTS) std::memcpy(&reply, CMSG_DATA(c), sizeof(int));
+    auto len = got - static_cast<ssize_t>(offsetof(request_msg, path));
+    if (len < 1 || reply < 0 || req.path[len - 1] != '\0') {
+      if (reply >= 0) ::close(reply);
+      return;
+    }
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::syscall(SYS_close_range, 3u, ~0u, 0u);
+      void* handle = ::dlopen(req.path, RTLD_NOW | RTLD_LOCAL);
+      ::_exit(handle ? 0 : 1); // no destructors, no atexit handlers, no stdio flush
+    }
+    if (pid < 0) return answer(reply, probe_result{});
+    running.at[running.n++] = {pid, static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)), reply, now_ms() + req.timeout_ms};
+  }
+
+  [[noreturn]] static void shut_down(const jobs& running) noexcept {
+    for (int i = 0; i < running.n; ++i) {
+      ::kill(running.at[i].pid, SIGKILL);
+      ::waitpid(running.at[i].pid, nullptr, 0);
     }
     ::_exit(0);
   }

@@ -1,5 +1,7 @@
-// A counter plugin, built in several variants (see meson.build): PLUGIN_VERSION sets the
-// version; FAIL_ON_RELOAD makes on_reload_async throw. At run time,
+// The body of every test plugin. Each file in variants/ is one plugin library: it says what
+// it is, defines the settings below, and includes this file. PLUGIN_NAME and PLUGIN_VERSION
+// set the metadata; DEP1/DEP2 (DEP1_REQ) its dependencies; HOOK_DELAY_MS makes every
+// lifecycle hook wait on a timer; FAIL_ON_RELOAD makes on_reload_async throw. At run time,
 // options.plugin_config {"counter": {"fail_hook": H, "fail_how": "std"|"int"|"hang",
 // "fail_version": V}} makes hook H (ctor, setup, teardown, get_state, set_state,
 // migrate_state, on_reload) of version V (default: every version) throw a std::exception,

@@ -1,0 +1,5 @@
+// reports 1.0.0, which depends on db.
+#define PLUGIN_NAME "reports"
+#define PLUGIN_VERSION "1.0.0"
+#define DEP1 "db"
+#include "../counter_plugin.hpp"

@@ -1,0 +1,4 @@
+// slow5: every lifecycle hook waits 50 ms on an Asio timer (async work, not blocking).
+#define PLUGIN_NAME "slow5"
+#define HOOK_DELAY_MS 50
+#include "../counter_plugin.hpp"

@@ -1,0 +1,186 @@
+// Hardening, bad plugins: every kind of bad new version of a running plugin (bad files, bad
+// metadata, a name taken, hooks that throw or never finish) leaves the old version serving
+// with its state and gives a distinct error that names the plugin and the cause; a plugin
+// that fails at start leaves the others serving.
+#include "hardening.hpp"
+
+using namespace test;
+
+TEST_CASE("bad files as a new version: refused, each with its own message") {
+  auto bytes = [](std::string b) { return [b](const sandbox& s) { s.write(b); }; };
+  std::mt19937 gen(7);
+  std::string random(4096, '\0');
+  for (auto& c : random) c = static_cast<char>(gen());
+  auto v2 = bytes_of(sandbox::built("counter_v2"));
+  const std::vector<bad_version> cases = {
+      {"missing file", [](const sandbox& b) { fs::remove(b.plugins / "counter.so"); }, hr::errc::file_not_found,
+       {"does not exist"}},
+      {"empty file", bytes(""), hr::errc::load_failed, {"not a loadable library"}},
+      {"random bytes", bytes(random), hr::errc::load_failed, {"not a loadable library"}},
+      {"a truncated copy of a valid plugin", bytes(v2.substr(0, v2.size() * 2 / 3)), hr::errc::load_failed,
+       {"it is truncated"}},
+      {"a valid library that is not a plugin", [](const sandbox& b) { b.install("not_a_plugin"); },
+       hr::errc::not_a_plugin, {"lacks the exports hotreload_abi_tag, hotreload_metadata, hotreload_create"}},
+      {"a plugin for another interface", [](const sandbox& b) { b.install("other_iface"); }, hr::errc::abi_mismatch,
+       {"other_iface"}},
+      {"another plugin's library", [](const sandbox& b) { b.install("greeter_named"); }, hr::errc::name_mismatch,
+       {"other"}},
+  };
+  for (auto& c : cases) check_refused(c);
+}
+
+TEST_CASE("bad metadata in a new version: refused, each with its own message") {
+  auto meta = [](std::string json) { return [json](const sandbox& b) { b.write(with_metadata(json)); }; };
+  const std::vector<bad_version> cases = {
+      {"not JSON", meta(R"({"name": "counter", "version": )"), hr::errc::bad_metadata, {"not valid JSON"}},
+      {"not an object", meta(R"(["counter"])"), hr::errc::bad_metadata, {"must be a JSON object"}},
+      {"no name", meta(R"({"version": "1.0.0"})"), hr::errc::bad_metadata, {"needs \"name\""}},
+      {"name not a string", meta(R"({"name": 5})"), hr::errc::bad_metadata, {"needs \"name\""}},
+      {"name with a slash", meta(R"({"name": "../counter"})"), hr::errc::bad_metadata, {"may hold only"}},
+      {"version not a string", meta(R"({"name": "counter", "version": 3})"), hr::errc::bad_metadata,
+       {"\"version\" must be a string"}},
+      {"depends_on not an array", meta(R"({"name": "counter", "depends_on": "db"})"), hr::errc::bad_metadata,
+       {"\"depends_on\" must be an array"}},
+      {"depends_on holding a number", meta(R"({"name": "counter", "depends_on": [1]})"), hr::errc::bad_metadata,
+       {"\"depends_on\" must hold only non-empty strings"}},
+      {"state_version not an integer", meta(R"({"name": "counter", "state_version": "2"})"),
+       hr::errc::bad_metadata, {"\"state_version\" must be an integer"}},
+      {"state_version 0", meta(R"({"name": "counter", "state_version": 0})"), hr::errc::bad_metadata,
+       {"\"state_version\" must be an integer >= 1"}},
+      {"1 MB of metadata",
+       meta(R"({"name": "counter", "version": "1.0.0", "pad": ")" + std::string(1 << 20, 'x') + R"("})"),
+       hr::errc::bad_metadata, {"longer than the 65536 bytes allowed"}},
+      {"another plugin's name", meta(R"({"name": "someone_else"})"), hr::errc::name_mismatch, {"someone_else"}},
+      {"no metadata export", [](const sandbox& b) { b.install("counter_no_metadata"); }, hr::errc::not_a_plugin,
+       {"lacks the export hotreload_metadata"}},
+      {"no factory export", [](const sandbox& b) { b.install("counter_no_create"); }, hr::errc::not_a_plugin,
+       {"lacks the export hotreload_create"}},
+      {"depends on itself", [](const sandbox& b) { b.install("counter_self_dep"); }, hr::errc::dependency_cycle,
+       {"depends on itself"}},
+      {"a static initialiser that throws", [](const sandbox& b) { b.install("counter_static_throws"); },
+       hr::errc::load_failed, {"killed a probe process with SIGABRT", "static initialiser", "not affected"}},
+      {"a static initialiser that never returns", [](const sandbox& b) { b.install("counter_static_hangs"); },
+       hr::errc::load_failed, {"did not finish within 300 ms", "static initialiser hangs", "probe_timeout"}, {},
+       false, true, [](hr::options& o) { o.probe_timeout = 300ms; }},
+  };
+  for (auto& c : cases) check_refused(c);
+
+  // The control: the same patched file with valid metadata loads, so the refusals above
+  // are the metadata's doing.
+  sandbox box;
+  box.install("counter_v1");
+  asio::io_context io;
+  reloader r(io.get_executor(), box.opts());
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    box.write(with_metadata(R"({"name": "counter", "version": "4.0.0"})"));
+    co_await r.async_reload_plugin("counter", use_awaitable);
+    CHECK(r.info("counter")->version == "4.0.0");
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
+TEST_CASE("hooks of a new version that throw, throw a non-std type or never finish: rolled back") {
+  auto v2 = [](const sandbox& b) { b.install("counter_v2"); };
+  const std::vector<bad_version> cases = {
+      {"constructor throws", v2, hr::errc::construct_failed, {"constructor threw", "ctor failure"},
+       failing("ctor", "std"), true},
+      {"constructor throws an int", v2, hr::errc::construct_failed, {"not derived from std::exception"},
+       failing("ctor", "int"), true},
+      {"set_reload_state throws", v2, hr::errc::state_restore_failed, {"set_reload_state threw"},
+       failing("set_state", "std"), true},
+      {"set_reload_state throws an int", v2, hr::errc::state_restore_failed, {"set_reload_state threw"},
+       failing("set_state", "int"), true},
+      {"set_reload_state never finishes", v2, hr::errc::hook_timeout, {"set_reload_state did not finish within 300 ms"},
+       failing("set_state", "hang"), true},
+      {"on_reload_async throws", v2, hr::errc::reload_hook_failed, {"on_reload_async threw"},
+       failing("on_reload", "std"), true},
+      {"on_reload_async throws an int", v2, hr::errc::reload_hook_failed, {"on_reload_async threw"},
+       failing("on_reload", "int"), true},
+      {"on_reload_async never finishes", v2, hr::errc::hook_timeout, {"on_reload_async did not finish"},
+       failing("on_reload", "hang"), true},
+      {"get_reload_state of the old version throws", v2, hr::errc::state_save_failed, {"get_reload_state threw"},
+       failing("get_state", "std", "1.0.0"), false, false},
+      {"get_reload_state of the old version throws an int", v2, hr::errc::state_save_failed,
+       {"get_reload_state threw"}, failing("get_state", "int", "1.0.0"), false, false},
+      {"get_reload_state of the old version never finishes", v2, hr::errc::hook_timeout,
+       {"get_reload_state did not finish"}, failing("get_state", "hang", "1.0.0"), false, false},
+  };
+  for (auto& c : cases) check_refused(c);
+}
+
+TEST_CASE("a teardown that fails or never finishes is reported and does not block the reload") {
+  for (const char* how : {"std", "int", "hang"}) {
+    CAPTURE(how);
+    harness h([&](hr::options& o) {
+      o.timeouts.teardown = 300ms;
+      o.verbosity = hr::log_level::off;
+      o.plugin_config["counter"] = failing("teardown", how, "1.0.0");
+    });
+    auto& [box, io, r, rec] = h;
+    run(io, [&]() -> awaitable<void> {
+      co_await r.async_start(use_awaitable);
+      co_await call_increment(r);
+      box.install("counter_v2");
+      co_await r.async_reload_plugin("counter", use_awaitable);
+      auto p = co_await r.async_get("counter", use_awaitable);
+      CHECK(p->version() == "2.0.0");
+      CHECK(p->count() == 1);
+      p.reset();
+      auto err = r.info("counter")->last_error;
+      REQUIRE(err);
+      CHECK(err->code == (std::string_view(how) == "hang" ? hr::errc::hook_timeout : hr::errc::teardown_failed));
+      CHECK(err->message.find("teardown_async") != std::string::npos);
+      co_await r.async_stop(use_awaitable);
+    });
+  }
+}
+
+TEST_CASE("a second library claiming a loaded plugin's name is refused; the first serves on") {
+  harness h([](hr::options& o) { o.verbosity = hr::log_level::off; });
+  auto& [box, io, r, rec] = h;
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    co_await call_increment(r);
+    box.install("counter_v2", "impostor.so");
+    auto [ec, name] = co_await r.async_load_plugin(box.plugins / "impostor.so", asio::as_tuple(use_awaitable));
+    CHECK(ec == hr::errc::duplicate_plugin);
+    auto p = co_await r.async_get("counter", use_awaitable);
+    CHECK(p->version() == "1.0.0");
+    CHECK(p->count() == 1);
+    p.reset();
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
+TEST_CASE("setup_async that throws, throws a non-std type or never finishes: that plugin is unavailable, "
+          "the others serve, and a fixed version starts") {
+  for (const char* how : {"std", "int", "hang"}) {
+    CAPTURE(how);
+    sandbox box;
+    box.install("counter_v1");
+    box.install("greeter_named", "other.so"); // another plugin, which must serve regardless
+    asio::io_context io;
+    auto opts = box.opts();
+    opts.verbosity = hr::log_level::off;
+    opts.timeouts.setup = 300ms;
+    opts.plugin_config["counter"] = failing("setup", how, "1.0.0");
+    reloader r(io.get_executor(), opts);
+    run(io, [&]() -> awaitable<void> {
+      auto [ec] = co_await r.async_start(asio::as_tuple(use_awaitable));
+      auto expected = std::string_view(how) == "hang" ? hr::errc::hook_timeout : hr::errc::setup_failed;
+      CHECK(ec == expected);
+      auto err = r.info("counter")->last_error;
+      REQUIRE(err);
+      CHECK(err->code == expected);
+      CHECK(err->message.find("setup_async") != std::string::npos);
+      CHECK(r.try_get("other"));
+      auto [ec2, p] = co_await r.async_get("counter", asio::as_tuple(use_awaitable));
+      CHECK(ec2 == hr::errc::plugin_unavailable);
+      box.install("counter_v2");
+      co_await r.async_reload_plugin("counter", use_awaitable);
+      CHECK((co_await r.async_get("counter", use_awaitable))->version() == "2.0.0");
+      co_await r.async_stop(use_awaitable);
+    });
+  }
+}

@@ -1,0 +1,208 @@
+// Hardening, state: migration between state formats (at reload and at start, refused and
+// failing migrations), and persistent_json_state across processes, corrupt files and kills.
+#include "hardening.hpp"
+
+using namespace test;
+
+TEST_CASE("state migration: v1's {count} becomes v2's {total, history} through migrate_state") {
+  harness h;
+  auto& [box, io, r, rec] = h;
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    for (int i = 0; i < 3; ++i) co_await call_increment(r);
+    box.install("counter_state2");
+    co_await r.async_reload_plugin("counter", use_awaitable);
+    CHECK(box.journal->count("2.0.0:migrate_state") == 1);
+    auto p = co_await r.async_get("counter", use_awaitable);
+    CHECK(p->count() == 3);
+    CHECK(r.info("counter")->state_version == 2);
+    p.reset();
+    // Same format from here on: no migration.
+    co_await r.async_reload_plugin("counter", use_awaitable);
+    CHECK(box.journal->count("2.0.0:migrate_state") == 1);
+    co_await r.async_stop(use_awaitable);
+    auto snapshot = r.state().load("counter");
+    REQUIRE(snapshot);
+    CHECK(snapshot->at("state_version") == 2);
+    CHECK(snapshot->at("custom").at("total") == 3);
+    CHECK(snapshot->at("custom").at("history").as_array().size() == 2); // one entry per hand-over
+  });
+}
+
+TEST_CASE("state migration at start: a snapshot of state_version 1 is migrated for a v2 that starts") {
+  harness h;
+  auto& [box, io, r, rec] = h;
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    co_await call_increment(r);
+    co_await call_increment(r);
+    co_await r.async_stop(use_awaitable);
+    box.install("counter_state2");
+    co_await r.async_start(use_awaitable);
+    CHECK((co_await r.async_get("counter", use_awaitable))->count() == 2);
+    CHECK(box.journal->count("2.0.0:migrate_state") == 1);
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
+TEST_CASE("a state from a newer state_version than the plugin knows is refused: rolled back") {
+  sandbox box;
+  box.install("counter_state2");
+  asio::io_context io;
+  auto opts = box.opts();
+  opts.verbosity = hr::log_level::off;
+  reloader r(io.get_executor(), opts);
+  recorder rec;
+  rec.attach(r);
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    co_await call_increment(r);
+    co_await call_increment(r);
+    box.install("counter_v1"); // a downgrade: v1 knows only state_version 1
+    auto [ec] = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
+    CHECK(ec == hr::errc::state_migration_failed);
+    auto err = *r.info("counter")->last_error;
+    CHECK_MESSAGE(err.message.find("state_version 2") != std::string::npos, err.message);
+    CHECK_MESSAGE(err.message.find("implement migrate_state") != std::string::npos, err.message);
+    co_await rec.next(hr::event_kind::rolled_back);
+    CHECK(box.journal->count("1.0.0:set_state") == 0); // v1 never saw the state it cannot read
+    auto p = co_await r.async_get("counter", use_awaitable);
+    CHECK(p->version() == "2.0.0");
+    CHECK(p->count() == 2);
+    p.reset();
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
+TEST_CASE("a migration that fails or never finishes rolls back") {
+  auto state2 = [](const sandbox& b) { b.install("counter_state2"); };
+  check_refused({"migrate_state throws", state2, hr::errc::state_migration_failed, {"migrate_state threw"},
+                 failing("migrate_state", "std"), true});
+  check_refused({"migrate_state throws an int", state2, hr::errc::state_migration_failed, {"migrate_state threw"},
+                 failing("migrate_state", "int"), true});
+  check_refused({"migrate_state never finishes", state2, hr::errc::hook_timeout, {"migrate_state did not finish"},
+                 failing("migrate_state", "hang"), true});
+}
+
+namespace {
+using persistent_reloader =
+    hr::basic_hot_reloader<test::counter_iface, hr::manual_watcher, hr::dll_loader, hr::persistent_json_state>;
+
+std::vector<fs::path> files_named(const fs::path& dir, const std::string& prefix) {
+  std::vector<fs::path> out;
+  for (auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().starts_with(prefix)) out.push_back(e.path());
+  return out;
+}
+} // namespace
+
+TEST_CASE("persistent_json_state: state survives the process (a new reloader and policy)") {
+  sandbox box;
+  box.install("counter_v1");
+  auto opts = box.opts();
+  opts.state_dir = box.root / "state";
+  {
+    asio::io_context io;
+    persistent_reloader r(io.get_executor(), opts);
+    run(io, [&]() -> awaitable<void> {
+      co_await r.async_start(use_awaitable);
+      for (int i = 0; i < 3; ++i) co_await call_increment(r);
+      co_await r.async_stop(use_awaitable);
+    });
+  }
+  struct stat st{};
+  REQUIRE(::stat((opts.state_dir / "counter.json").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  REQUIRE(::stat(opts.state_dir.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0700);
+  asio::io_context io;
+  persistent_reloader r(io.get_executor(), opts);
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    CHECK((co_await r.async_get("counter", use_awaitable))->count() == 3);
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
+TEST_CASE("persistent_json_state: a corrupt snapshot file is moved aside and reported; the plugin starts empty") {
+  for (std::string bad : {std::string("{\"enabled\": true, \"custom\": {\"count\""), std::string("[1, 2]"),
+                          std::string("\xff\xfe garbage", 11)}) {
+    sandbox box;
+    box.install("counter_v1");
+    auto opts = box.opts();
+    opts.state_dir = box.root / "state";
+    fs::create_directories(opts.state_dir);
+    std::ofstream(opts.state_dir / "counter.json", std::ios::binary) << bad;
+    std::vector<std::string> errors;
+    opts.sink = [&](const hr::log_record& l) {
+      if (l.level == hr::log_level::error) errors.emplace_back(l.message);
+    };
+    asio::io_context io;
+    persistent_reloader r(io.get_executor(), opts);
+    run(io, [&]() -> awaitable<void> {
+      co_await r.async_start(use_awaitable);
+      CHECK((co_await r.async_get("counter", use_awaitable))->count() == 0);
+      co_await r.async_stop(use_awaitable);
+    });
+    auto aside = files_named(opts.state_dir, "counter.json.corrupt-");
+    REQUIRE(aside.size() == 1);
+    CHECK(bytes_of(aside[0]) == bad); // kept as it was, for a person to look at
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].find("moved it aside to " + aside[0].string()) != std::string::npos);
+    CHECK(errors[0].find("counter") != std::string::npos);
+  }
+}
+
+TEST_CASE("persistent_json_state: killed at random moments 200 times, the file is always a whole snapshot") {
+  sandbox box;
+  hr::options opts;
+  opts.state_dir = box.root / "state";
+  opts.verbosity = hr::log_level::off;
+  auto snapshot = [](std::int64_t seq) {
+    return boost::json::object{{"seq", seq}, {"pad", std::string(20000, static_cast<char>('a' + seq % 26))}};
+  };
+  std::mt19937 rng(20261126);
+  std::int64_t on_disk = -1;
+  int kills_mid_sequence = 0;
+  for (int round = 0; round < 200; ++round) {
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) { // the child writes snapshots as fast as it can until it is killed
+      ::close(ready[0]);
+      hr::persistent_json_state state(opts);
+      for (std::int64_t seq = on_disk + 1;; ++seq) {
+        if (state.save("counter", snapshot(seq))) ::_exit(3);
+        if (seq == on_disk + 1 && ::write(ready[1], "x", 1) != 1) ::_exit(4);
+      }
+    }
+    ::close(ready[1]);
+    char c;
+    bool started = ::read(ready[0], &c, 1) == 1;
+    ::close(ready[0]);
+    // A random moment within the next few writes: the point of this test is the moment.
+    ::usleep(static_cast<useconds_t>(rng() % 4000));
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    REQUIRE(started);
+    REQUIRE(WIFSIGNALED(status));
+    auto text = bytes_of(opts.state_dir / "counter.json");
+    boost::system::error_code ec;
+    auto v = boost::json::parse(text, ec);
+    REQUIRE_MESSAGE(!ec, "round " << round << ": not JSON after SIGKILL: " << text.substr(0, 80));
+    auto seq = v.at("seq").as_int64();
+    CHECK(seq > on_disk); // the child's first snapshot was on disk before it was killed
+    CHECK(v.at("pad").as_string() == snapshot(seq).at("pad").as_string());
+    if (seq > on_disk + 1) ++kills_mid_sequence;
+    on_disk = seq;
+  }
+  CHECK(kills_mid_sequence > 0); // some kills landed after several writes
+  // A fresh policy reads the last snapshot; killed writers' temporaries are gone.
+  hr::persistent_json_state state(opts);
+  auto last = state.load("counter");
+  REQUIRE(last);
+  CHECK(last->at("seq") == on_disk);
+  CHECK(files_named(opts.state_dir, ".counter.json.tmp-").empty());
+}

@@ -1,0 +1,306 @@
+// Unit tests of the parts that need no plugin library: metadata, semver, ABI tags, the
+// dependency graph, the strand primitives, the Linux file checks, and the policy concepts.
+#include <hotreload/abi.hpp>
+#include <hotreload/detail/graph.hpp>
+#include <hotreload/detail/linux/probe.hpp>
+#include <hotreload/detail/linux/shadow_copy.hpp>
+#include <hotreload/detail/sync.hpp>
+#include <hotreload/loader/dll_loader.hpp>
+#include <hotreload/metadata.hpp>
+#include <hotreload/state/json_state.hpp>
+#include <hotreload/state/null_state.hpp>
+#include <hotreload/watcher/manual_watcher.hpp>
+
+#include <doctest/doctest.h>
+
+#include "plugins/counter_iface.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <fstream>
+
+namespace hr = hotreload;
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+TEST_CASE("metadata parsing") {
+  hr::plugin_metadata m;
+  CHECK(!hr::parse_metadata(R"({"name": "db", "version": "1.2.0", "depends_on": ["log", "cache >=1.2"],
+                               "state_version": 3, "extra": true})",
+                            "x.so", m));
+  CHECK(m.name == "db");
+  CHECK(m.version == "1.2.0");
+  REQUIRE(m.depends_on.size() == 2);
+  CHECK(m.depends_on[1].name == "cache");
+  CHECK(m.depends_on[1].requirement == ">=1.2");
+  CHECK(m.state_version == 3);
+  CHECK(m.raw.contains("extra"));
+  for (auto bad : {"", "[]", "{", R"({"version": "1"})", R"({"name": ""})", R"({"name": "a b"})",
+                   R"({"name": "a", "version": 1})", R"({"name": "a", "depends_on": "b"})",
+                   R"({"name": "a", "depends_on": [1]})", R"({"name": "a", "state_version": 0})",
+                   R"({"name": "a", "state_version": "2"})", R"({"name": "a", "depends_on": ["~og"]})",
+                   R"({"name": "a", "depends_on": ["db >=1.2s"]})", R"({"name": "a", "depends_on": ["d/b"]})",
+                   R"({"name": "a", "depends_on": ["db ^0.99999999999999999"]})"}) {
+    CAPTURE(bad);
+    auto err = hr::parse_metadata(bad, "x.so", m);
+    CHECK(err.code == hr::errc::bad_metadata);
+    CHECK(err.message.find("x.so") != std::string::npos);
+  }
+  std::string huge = R"({"name": "a", "pad": ")" + std::string(1 << 20, 'x') + "\"}";
+  CHECK(hr::parse_metadata(huge, "x.so", m).code == hr::errc::bad_metadata);
+}
+
+TEST_CASE("ABI tags: each difference is named") {
+  auto ours = hr::make_abi_tag<test::counter_iface>();
+  CHECK(hr::abi_mismatch(ours, ours).empty());
+  CHECK(!hr::detail::abi_problem(ours, ours));
+  auto t = ours;
+  t.boost_version += 1;
+  CHECK(hr::abi_mismatch(ours, t).find("Boost") != std::string::npos);
+  t = ours;
+  t.abi_version += 1;
+  CHECK(hr::abi_mismatch(ours, t).find("ABI version") != std::string::npos);
+  t = ours;
+  t.interface_version += 1;
+  CHECK(hr::abi_mismatch(ours, t).find("another version of interface") != std::string::npos);
+  auto other = hr::make_abi_tag<test::other_iface>();
+  CHECK(hr::abi_mismatch(ours, other).find("implements interface") != std::string::npos);
+  CHECK(hr::detail::abi_problem(ours, other).code == hr::errc::abi_mismatch);
+}
+
+// The policy concepts, both ways.
+namespace {
+struct no_stop_watcher {
+  hr::error_info start(const std::vector<fs::path>&, hr::change_handler) { return {}; }
+};
+struct bad_loader {
+  int load(const fs::path&) { return 0; }
+};
+struct no_flag_state {
+  hr::error_info save(std::string_view, const boost::json::object&) { return {}; }
+  std::optional<boost::json::object> load(std::string_view) { return {}; }
+};
+} // namespace
+static_assert(hr::watcher<hr::manual_watcher>);
+static_assert(!hr::watcher<no_stop_watcher>);
+static_assert(!hr::watcher<int>);
+static_assert(hr::loader<hr::dll_loader>);
+static_assert(!hr::loader<bad_loader>);
+static_assert(hr::state_store<hr::json_state>);
+static_assert(hr::state_store<hr::null_state>);
+static_assert(!hr::state_store<no_flag_state>);
+static_assert(hr::named_interface<test::counter_iface>);
+static_assert(!hr::named_interface<hr::plugin>);
+
+TEST_CASE("semver requirements") {
+  using hotreload::detail::satisfies;
+  CHECK(*satisfies("1.2.0", ">=1.2"));
+  CHECK(!*satisfies("1.1.9", ">=1.2"));
+  CHECK(*satisfies("1.4.0", ">=1.2, <2"));
+  CHECK(!*satisfies("2.0.0", ">=1.2 <2"));
+  CHECK(*satisfies("1.9.3", "^1.2"));
+  CHECK(!*satisfies("2.0.0", "^1.2"));
+  CHECK(!*satisfies("0.3.0", "^0.2"));
+  CHECK(*satisfies("1.2.9", "~1.2"));
+  CHECK(!*satisfies("1.3.0", "~1.2"));
+  CHECK(*satisfies("1.2.3", "1.2.3"));
+  CHECK(*satisfies("1.2.3", "==1.2.3"));
+  CHECK(*satisfies("1.2.3", "*"));
+  CHECK(*satisfies("1.2.3", ">= 1.2"));
+  CHECK(!*satisfies("1.2.0-rc1", ">=1.2.0"));
+  CHECK(*satisfies("1.2.0+build5", "=1.2.0"));
+  CHECK(!satisfies("one", ">=1"));
+  CHECK(!satisfies("1.0", ">=x"));
+}
+
+// ---- the dependency graph ------------------------------------------------------------
+
+namespace {
+hr::plugin_metadata meta(std::string name, std::string version, std::vector<std::string> deps = {}) {
+  hr::plugin_metadata m;
+  std::string json = R"({"name": ")" + name + R"(", "version": ")" + version + R"(", "depends_on": [)";
+  for (std::size_t i = 0; i < deps.size(); ++i) json += (i ? ", \"" : "\"") + deps[i] + "\"";
+  REQUIRE(!hr::parse_metadata(json + "]}", "x.so", m));
+  return m;
+}
+} // namespace
+
+TEST_CASE("graph: what keeps a version from serving next to the others") {
+  auto db = meta("db", "2.0.0"), tasks = meta("tasks", "1.0.0", {"db <3"}), self = meta("me", "1.0.0", {"me"});
+  auto odd = meta("odd", "1.0.0", {"db >=1"});
+  hr::detail::version_map vs{{"db", &db}, {"tasks", &tasks}};
+  CHECK(!hr::detail::dependency_problem(tasks, vs));
+  CHECK(hr::detail::dependency_problem(self, vs).code == hr::errc::dependency_cycle);
+  CHECK(hr::detail::dependency_problem(tasks, {{"tasks", &tasks}}).code == hr::errc::missing_dependency);
+  CHECK(hr::detail::dependency_problem(tasks, {{"db", nullptr}}).code == hr::errc::missing_dependency);
+  auto db3 = meta("db", "3.0.0"), weird = meta("db", "three");
+  auto refused = hr::detail::dependency_problem(tasks, {{"db", &db3}});
+  CHECK(refused.code == hr::errc::dependency_version);
+  CHECK(refused.plugin == "tasks");
+  CHECK(refused.message.find("requires 'db <3' but db is 3.0.0") != std::string::npos);
+  CHECK(hr::detail::dependency_problem(odd, {{"db", &weird}}).message.find("cannot be compared") != std::string::npos);
+  // What a new db would break: tasks, whose requirement it misses.
+  CHECK(!hr::detail::broken_dependent("db", vs));
+  hr::detail::version_map with3{{"db", &db3}, {"tasks", &tasks}};
+  CHECK(hr::detail::broken_dependent("db", with3).plugin == "tasks");
+}
+
+TEST_CASE("graph: cycles, orders and closures") {
+  auto a = meta("a", "1.0.0", {"b"}), b = meta("b", "1.0.0", {"c"}), c = meta("c", "1.0.0", {"a"});
+  auto d = meta("d", "1.0.0"), e = meta("e", "1.0.0", {"d", "x"});
+  hr::detail::version_map cyclic{{"a", &a}, {"b", &b}, {"c", &c}, {"d", &d}};
+  auto cycle = hr::detail::find_cycle(cyclic);
+  CHECK(cycle == std::vector<std::string>{"a", "b", "c"});
+  CHECK(hr::detail::cycle_text(cycle) == "a -> b -> c -> a");
+  CHECK(hr::detail::find_cycle({{"d", &d}, {"e", &e}}).empty()); // "x" is not there: no edge
+  // A diamond: top -> {left, right} -> base.
+  auto base = meta("base", "1.0.0"), left = meta("left", "1.0.0", {"base"}), right = meta("right", "1.0.0", {"base"});
+  auto top = meta("top", "1.0.0", {"left", "right"});
+  std::vector<hr::detail::graph_node> nodes{{"top", &top}, {"left", &left}, {"base", &base}, {"right", &right}};
+  auto preds = hr::detail::dependencies_within(nodes);
+  CHECK(preds == hr::detail::predecessor_lists{{1, 3}, {2}, {}, {2}});
+  CHECK(hr::detail::reversed(preds) == hr::detail::predecessor_lists{{}, {0}, {1, 3}, {0}});
+  auto order = hr::detail::topological(preds);
+  auto pos = [&](std::size_t i) { return std::find(order.begin(), order.end(), i) - order.begin(); };
+  REQUIRE(order.size() == 4);
+  for (std::size_t i = 0; i < preds.size(); ++i)
+    for (auto p : preds[i]) CHECK(pos(p) < pos(i));
+  auto stop = hr::detail::dependents_first(nodes);
+  CHECK(stop.front() == 0);
+  CHECK(stop.back() == 2);
+  hr::detail::version_map all{{"base", &base}, {"left", &left}, {"right", &right}, {"top", &top}, {"d", &d}};
+  auto closure = hr::detail::with_dependents({"left"}, all);
+  CHECK(closure == std::vector<std::string>{"left", "top"});
+  closure = hr::detail::with_dependents({"base"}, all);
+  std::sort(closure.begin(), closure.end());
+  CHECK(closure == std::vector<std::string>{"base", "left", "right", "top"});
+}
+
+// ---- strand primitives ---------------------------------------------------------------
+
+namespace {
+template <class F>
+void on_strand(F body) {
+  asio::io_context io;
+  auto strand = asio::make_strand(io.get_executor());
+  bool done = false;
+  asio::co_spawn(strand, body(hr::detail::strand_t(strand)), [&](std::exception_ptr e) {
+    done = true;
+    if (e) std::rethrow_exception(e);
+  });
+  io.run();
+  CHECK(done);
+}
+} // namespace
+
+TEST_CASE("async_event: wakes every waiter; a deadline passes without it") {
+  on_strand([](hr::detail::strand_t strand) -> hr::awaitable<void> {
+    hr::detail::async_event ev, all_woken;
+    int woken = 0;
+    for (int i = 0; i < 3; ++i)
+      asio::co_spawn(strand, [&]() -> hr::awaitable<void> {
+        woken += co_await ev.wait();
+        if (woken == 3) all_woken.set();
+      }, asio::detached);
+    CHECK(!co_await ev.wait_until(hr::detail::deadline_after(5ms))); // not set: times out
+    CHECK(woken == 0);
+    ev.set();
+    CHECK(co_await ev.wait()); // already set: at once
+    CHECK(co_await all_woken.wait_until(hr::detail::deadline_after(10s)));
+    CHECK(woken == 3);
+    CHECK(hr::detail::deadline_after(std::chrono::milliseconds::max()) == hr::detail::clock::time_point::max());
+  });
+}
+
+TEST_CASE("async_mutex: one owner at a time, waiters served in order") {
+  on_strand([](hr::detail::strand_t strand) -> hr::awaitable<void> {
+    hr::detail::async_mutex m;
+    std::vector<int> order;
+    int inside = 0;
+    std::vector<hr::awaitable<void>> tasks;
+    for (int i = 0; i < 4; ++i)
+      tasks.push_back([](hr::detail::async_mutex& m, std::vector<int>& order, int& inside, int i) -> hr::awaitable<void> {
+        co_await m.lock();
+        CHECK(++inside == 1);
+        asio::steady_timer t(co_await asio::this_coro::executor, 1ms);
+        co_await t.async_wait(asio::use_awaitable);
+        order.push_back(i);
+        --inside;
+        m.unlock();
+      }(m, order, inside, i));
+    co_await hr::detail::join(strand, std::move(tasks));
+    CHECK(order == std::vector<int>{0, 1, 2, 3});
+  });
+}
+
+TEST_CASE("run_dag: each node after its predecessors, independent ones at the same time; exceptions reach the caller") {
+  on_strand([](hr::detail::strand_t strand) -> hr::awaitable<void> {
+    std::vector<std::string> log;
+    int running = 0, most = 0;
+    auto step = [&](std::size_t i) -> hr::awaitable<void> {
+      most = std::max(most, ++running);
+      log.push_back("begin " + std::to_string(i));
+      asio::steady_timer t(co_await asio::this_coro::executor, 5ms);
+      co_await t.async_wait(asio::use_awaitable);
+      log.push_back("end " + std::to_string(i));
+      --running;
+    };
+    const hr::detail::predecessor_lists join_last{{}, {}, {0, 1}}; // 2 after 0 and 1
+    co_await hr::detail::run_dag(strand, join_last, step);
+    CHECK(most == 2);
+    auto at = [&](const std::string& s) { return std::find(log.begin(), log.end(), s) - log.begin(); };
+    CHECK(at("begin 2") > at("end 0"));
+    CHECK(at("begin 2") > at("end 1"));
+    bool threw = false, after_ran = false;
+    try {
+      const hr::detail::predecessor_lists chain{{}, {0}};
+      co_await hr::detail::run_dag(strand, chain, [&](std::size_t i) -> hr::awaitable<void> {
+        if (i == 0) throw std::runtime_error("node 0");
+        after_ran = true; // a successor still runs: it is told its predecessor ended
+        co_return;
+      });
+    } catch (const std::runtime_error& e) {
+      threw = std::string(e.what()) == "node 0";
+    }
+    CHECK(threw);
+    CHECK(after_ran);
+  });
+}
+
+// ---- Linux file checks: one error convention, codes chosen where the failure is found ----
+
+TEST_CASE("shadow copies: each refusal has its code, from the check that found it") {
+  auto dir = fs::temp_directory_path() / ("hotreload-unit-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto elf = dir / "whole.so";
+  fs::copy_file("/proc/self/exe", elf, fs::copy_options::overwrite_existing);
+  CHECK(!hr::detail::copy_file_private(elf, dir / "copy1"));
+  // A truncated ELF image (a write in progress).
+  std::ifstream in(elf, std::ios::binary);
+  std::string bytes(std::istreambuf_iterator<char>(in), {});
+  std::ofstream(dir / "half.so", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  auto err = hr::detail::copy_file_private(dir / "half.so", dir / "copy2");
+  CHECK(err.code == hr::errc::load_failed);
+  CHECK(err.message.starts_with("it is truncated"));
+  CHECK(!fs::exists(dir / "copy2"));
+  CHECK(hr::detail::copy_file_private(dir, dir / "copy3").code == hr::errc::untrusted_file); // a directory
+  fs::permissions(elf, fs::perms::others_write, fs::perm_options::add);
+  err = hr::detail::copy_file_private(elf, dir / "copy4");
+  CHECK(err.code == hr::errc::untrusted_file);
+  CHECK(err.message.find("chmod go-w") != std::string::npos);
+  CHECK(hr::detail::copy_file_private(dir / "missing.so", dir / "copy5").code == hr::errc::shadow_copy_failed);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("probe verdicts: a clean exit is fine; a signal, a timeout or a lost probe refuses the library") {
+  using r = hr::detail::probe_result;
+  CHECK(!hr::detail::probe_verdict({r::exited, 1}, 10ms)); // dlopen's own error comes from the real load
+  auto sig = hr::detail::probe_verdict({r::signalled, SIGABRT}, 10ms);
+  CHECK(sig.code == hr::errc::load_failed);
+  CHECK(sig.message.find("SIGABRT") != std::string::npos);
+  CHECK(hr::detail::probe_verdict({r::timed_out, 0}, 10ms).message.find("10 ms") != std::string::npos);
+  CHECK(hr::detail::probe_verdict({r::lost, 0}, 10ms).code == hr::errc::load_failed);
+}
