@@ -184,3 +184,58 @@ TEST_CASE("setup_async that throws, throws a non-std type or never finishes: tha
     });
   }
 }
+
+TEST_CASE("a library whose file name holds a newline cannot forge a log line") {
+  sandbox box;
+  box.install("counter_v1");
+  box.write("not a library", "evil\n[ERROR] forged.so");
+  asio::io_context io;
+  auto opts = box.opts();
+  std::vector<std::string> lines;
+  opts.sink = [&](const hr::log_record& l) { lines.emplace_back(l.message); };
+  reloader r(io.get_executor(), opts);
+  run(io, [&]() -> awaitable<void> {
+    auto [ec] = co_await r.async_start(asio::as_tuple(use_awaitable));
+    CHECK(ec == hr::errc::load_failed);
+    CHECK(co_await call_increment(r) == 1); // the good plugin serves
+    co_await r.async_stop(use_awaitable);
+  });
+  bool named = false;
+  for (auto& l : lines) {
+    CHECK_MESSAGE(l.find('\n') == std::string::npos, l);
+    named = named || l.find("evil\\n[ERROR] forged.so") != std::string::npos;
+  }
+  CHECK(named);
+}
+
+TEST_CASE("ABI: a plugin built against another interface_version is refused at -O0 and -O2 by a host "
+          "that exports its symbols; the same plugin for this interface is accepted at both") {
+  // tests/meson.build runs the same cases from a host without export-dynamic (abi_host).
+  const std::pair<const char*, bool> cases[] = {
+      {"counter_iface2_O0", false}, {"counter_iface2_O2", false}, {"counter_v1", true}, {"counter_v1_O2", true}};
+  for (auto& c : cases) {
+    std::string variant = c.first;
+    bool accepted = c.second;
+    CAPTURE(variant);
+    sandbox box;
+    box.install(variant);
+    asio::io_context io;
+    auto opts = box.opts();
+    opts.verbosity = hr::log_level::off;
+    reloader r(io.get_executor(), opts);
+    run(io, [&]() -> awaitable<void> {
+      auto [ec] = co_await r.async_start(asio::as_tuple(use_awaitable));
+      if (accepted) {
+        CHECK(!ec);
+        CHECK(co_await call_increment(r) == 1);
+      } else {
+        CHECK(ec == hr::errc::abi_mismatch);
+        CHECK(!r.try_get("counter"));
+        auto info = r.plugins();
+        CHECK(info.empty());
+      }
+      co_await r.async_stop(use_awaitable);
+    });
+  }
+}
+

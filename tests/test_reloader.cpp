@@ -457,3 +457,56 @@ TEST_CASE("a missing plugin directory is an error at start") {
     CHECK(ec == hr::errc::bad_plugin_dir);
   });
 }
+
+TEST_CASE("async_stop then async_start at once: the start waits for the stop, then succeeds") {
+  harness h;
+  run(h.io, [&]() -> awaitable<void> {
+    co_await h.r.async_start(use_awaitable);
+    CHECK(co_await call_increment(h.r) == 1);
+    std::optional<hr::error_code> stopped;
+    h.r.async_stop([&](hr::error_code ec) { stopped = ec; });
+    auto [ec] = co_await h.r.async_start(asio::as_tuple(use_awaitable));
+    CHECK_MESSAGE(!ec, ec.message());
+    REQUIRE(stopped);
+    CHECK(!*stopped);
+    CHECK(h.rec.count(hr::event_kind::stopped) == 1);
+    CHECK(co_await call_increment(h.r) == 2); // the state went through the stop and back
+    co_await h.r.async_stop(use_awaitable);
+  });
+}
+
+namespace {
+// dll_loader, counting the libraries it loads.
+struct counting_loader : hr::dll_loader {
+  using hr::dll_loader::dll_loader;
+  static inline std::atomic<int> loads{0};
+  awaitable<std::pair<hr::loaded_library, hr::error_info>> async_load(std::filesystem::path file) {
+    ++loads;
+    return hr::dll_loader::async_load(std::move(file));
+  }
+};
+} // namespace
+
+TEST_CASE("a plugin taken over by a library under a new file name: that library is loaded once") {
+  sandbox box;
+  box.install("counter_v1");
+  asio::io_context io;
+  hr::basic_hot_reloader<test::counter_iface, hr::manual_watcher, counting_loader> r(io.get_executor(), box.opts());
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    CHECK(co_await call_increment(r) == 1);
+    box.install("counter_v2", "counter-new.so");
+    fs::remove(box.plugins / "counter.so");
+    auto before = counting_loader::loads.load();
+    auto name = co_await r.async_load_plugin(box.plugins / "counter-new.so", use_awaitable);
+    CHECK(name == "counter");
+    CHECK(counting_loader::loads - before == 1);
+    auto p = co_await r.async_get("counter", use_awaitable);
+    CHECK(p->version() == "2.0.0");
+    CHECK(p->count() == 1);
+    CHECK(r.info("counter")->path == box.plugins / "counter-new.so");
+    p.reset();
+    co_await r.async_stop(use_awaitable);
+  });
+}
+

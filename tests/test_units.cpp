@@ -43,7 +43,8 @@ TEST_CASE("metadata parsing") {
                    R"({"name": "a", "depends_on": [1]})", R"({"name": "a", "state_version": 0})",
                    R"({"name": "a", "state_version": "2"})", R"({"name": "a", "depends_on": ["~og"]})",
                    R"({"name": "a", "depends_on": ["db >=1.2s"]})", R"({"name": "a", "depends_on": ["d/b"]})",
-                   R"({"name": "a", "depends_on": ["db ^0.99999999999999999"]})"}) {
+                   R"({"name": "a", "depends_on": ["db ^0.99999999999999999"]})", R"({"name": "."})",
+                   R"({"name": ".."})", R"({"name": "a", "depends_on": [".."]})"}) {
     CAPTURE(bad);
     auto err = hr::parse_metadata(bad, "x.so", m);
     CHECK(err.code == hr::errc::bad_metadata);
@@ -304,3 +305,16 @@ TEST_CASE("probe verdicts: a clean exit is fine; a signal, a timeout or a lost p
   CHECK(hr::detail::probe_verdict({r::timed_out, 0}, 10ms).message.find("10 ms") != std::string::npos);
   CHECK(hr::detail::probe_verdict({r::lost, 0}, 10ms).code == hr::errc::load_failed);
 }
+
+TEST_CASE("log lines: control characters reach the sink escaped, so nothing logged forges a line") {
+  std::vector<std::pair<std::string, std::string>> got;
+  hr::logger log(hr::log_level::info, [&](const hr::log_record& r) { got.emplace_back(r.plugin, r.message); });
+  log.log(hr::log_level::info, "plain", "nothing to escape");
+  log.log(hr::log_level::info, "p\n", "a.so\n[ERROR] forged\r\t\x01\x7f");
+  log.log(hr::log_level::debug, "x", "below the level\n");
+  REQUIRE(got.size() == 2);
+  CHECK(got[0] == std::pair<std::string, std::string>{"plain", "nothing to escape"});
+  CHECK(got[1].first == "p\\n");
+  CHECK(got[1].second == "a.so\\n[ERROR] forged\\r\\t\\x01\\x7f");
+}
+

@@ -77,17 +77,26 @@ constexpr std::uint32_t interface_version() noexcept {
 } // namespace detail
 
 /// The tag a plugin for Interface carries, and that a host for Interface expects.
+///
+/// It describes the compilation it is computed in, so a plugin must never run the host's
+/// copy: a host linked with export-dynamic exports its instantiation, and an unoptimised
+/// plugin calls this function through the PLT, where the host's copy would win. Hidden
+/// visibility keeps every copy private to its own library, and the parts are constants
+/// of this compilation, not calls.
 template <class Interface>
-abi_tag make_abi_tag() noexcept {
+[[gnu::visibility("hidden")]] abi_tag make_abi_tag() noexcept {
+  constexpr std::uint32_t stdlib = detail::stdlib_abi();
+  constexpr std::uint32_t version = detail::interface_version<Interface>();
+  constexpr const char* compiler = detail::compiler_id;
   return abi_tag{sizeof(abi_tag),
                  HOTRELOAD_ABI_VERSION,
                  sizeof(void*),
                  BOOST_VERSION,
-                 detail::stdlib_abi(),
-                 detail::interface_version<Interface>(),
+                 stdlib,
+                 version,
                  sizeof(Interface),
                  typeid(Interface).name(),
-                 detail::compiler_id};
+                 compiler};
 }
 
 namespace detail {

@@ -49,11 +49,41 @@ public:
       : impl_(std::make_shared<impl>(impl{level, sink ? std::move(sink) : log_sink(stderr_sink)})) {}
 
   bool enabled(log_level l) const noexcept { return impl_ && l >= impl_->level && l != log_level::off; }
+  /// Control characters (a newline in a file name, say) reach the sink escaped, so that
+  /// nothing logged can forge a log line.
   void log(log_level l, std::string_view plugin, std::string_view message) const {
-    if (enabled(l)) impl_->sink(log_record{l, plugin, message});
+    if (!enabled(l)) return;
+    if (!has_control(plugin) && !has_control(message)) return impl_->sink(log_record{l, plugin, message});
+    auto p = escape_controls(plugin), m = escape_controls(message);
+    impl_->sink(log_record{l, p, m});
+  }
+
+  /// `s` with each control character written as `\n`, `\r`, `\t` or `\xNN`.
+  static std::string escape_controls(std::string_view s) {
+    std::string out;
+    out.reserve(s.size() + 8);
+    for (char c : s) {
+      auto u = static_cast<unsigned char>(c);
+      if (u >= 0x20 && u != 0x7f) out.push_back(c);
+      else if (c == '\n') out += "\\n";
+      else if (c == '\r') out += "\\r";
+      else if (c == '\t') out += "\\t";
+      else {
+        const char* hex = "0123456789abcdef";
+        out += "\\x";
+        out.push_back(hex[u >> 4]);
+        out.push_back(hex[u & 15]);
+      }
+    }
+    return out;
   }
 
 private:
+  static bool has_control(std::string_view s) noexcept {
+    for (char c : s)
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return true;
+    return false;
+  }
   struct impl {
     log_level level;
     log_sink sink;

@@ -35,11 +35,14 @@ struct plugin_metadata {
 /// Longest metadata text accepted; anything longer is refused before parsing.
 inline constexpr std::size_t max_metadata_size = 64 * 1024;
 
-/// Plugin names: letters, digits, '_', '-' and '.'.
+/// Plugin names: letters, digits, '_', '-' and '.', but not "." or ".." (names become file
+/// names, e.g. persistent_json_state's `<name>.json`).
 inline bool valid_name_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
 }
-inline bool valid_name(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), valid_name_char); }
+inline bool valid_name(std::string_view s) {
+  return !s.empty() && s != "." && s != ".." && std::all_of(s.begin(), s.end(), valid_name_char);
+}
 
 /// Parses and validates metadata text. On failure returns an errc::bad_metadata error whose
 /// message names the field and the fix; `origin` (a file name) goes into the message.
@@ -66,6 +69,7 @@ inline error_info parse_metadata(std::string_view text, std::string_view origin,
     if (!valid_name_char(c))
       return fail("\"name\" may hold only letters, digits, '_', '-' and '.', not '" +
                   std::string(1, c) + "'");
+  if (!valid_name(m.name)) return fail("\"name\" must not be \".\" or \"..\"");
   if (auto* ver = o.if_contains("version")) {
     if (!ver->is_string()) return fail("field \"version\" must be a string such as \"1.0.0\"");
     m.version = ver->get_string();

@@ -29,9 +29,14 @@ struct journal {
   }
 };
 
+// A plugin variant may be built against another version of this interface (the ABI tests).
+#ifndef COUNTER_INTERFACE_VERSION
+#define COUNTER_INTERFACE_VERSION 1
+#endif
+
 struct counter_iface : hotreload::plugin {
   using interface_type = counter_iface;
-  static constexpr unsigned interface_version = 1;
+  static constexpr unsigned interface_version = COUNTER_INTERFACE_VERSION;
   virtual std::string version() const = 0;
   virtual int increment() = 0;
   virtual int count() const = 0;

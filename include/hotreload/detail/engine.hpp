@@ -12,6 +12,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +40,10 @@ public:
   }
 
   awaitable<error_info> start() {
+    if (c_.state == lifecycle::stopping) { // async_stop then async_start: the start follows
+      auto stopped = stopped_;
+      co_await stopped->wait();
+    }
     if (c_.state != lifecycle::stopped)
       co_return fail(errc::already_started, {}, "async_start called twice; call async_stop first");
     c_.feed.read_dirs();
@@ -57,6 +62,7 @@ public:
       co_return fail(errc::not_started, {}, "async_stop called on a reloader that is not started");
     if (c_.state == lifecycle::stopping) co_return fail(errc::stopping, {}, "async_stop is already in progress");
     c_.state = lifecycle::stopping;
+    auto stopped = stopped_ = std::make_shared<async_event>();
     c_.policies.unwatch();
     ++session_; // deliveries of this watch in flight are dropped
     c_.feed.clear();
@@ -80,11 +86,12 @@ public:
                  std::to_string(left) + " plugin version(s) still referenced after stop (plugin_ptrs held, or "
                  "operations the plugins left pending); each unloads when its last reference is released");
     c_.state = lifecycle::stopped;
+    stopped->set();
     co_return error_info{};
   }
 
-  awaitable<error_info> reload(std::vector<std::string> names) {
-    reload_transaction tx(c_, life_, std::move(names));
+  awaitable<error_info> reload(std::vector<std::string> names, std::map<std::string, version_ptr, std::less<>> preloaded = {}) {
+    reload_transaction tx(c_, life_, std::move(names), std::move(preloaded));
     co_return co_await tx.run();
   }
 
@@ -239,17 +246,21 @@ private:
       }
     auto loaded = co_await c_.versions.load_all(new_files, c_.feed.dirs());
     std::vector<std::pair<entry_ptr, version_ptr>> fresh;
+    std::map<std::string, version_ptr, std::less<>> taken_over; // loaded already: not loaded again
     for (std::size_t i = 0; i < new_files.size(); ++i) {
       auto a = admit(new_files[i], stamps[i], std::move(loaded[i]), t0);
       first(a.error);
-      if (!a.name.empty()) names.push_back(a.name);
-      if (a.renamed) reloads.push_back(a.name);
+      if (!a.name.empty() && !a.renamed) names.push_back(a.name);
+      if (a.renamed) {
+        reloads.push_back(a.name);
+        taken_over[a.name] = std::move(a.version);
+      }
       if (a.fresh) fresh.emplace_back(std::move(a.fresh), std::move(a.version));
     }
     first(co_await life_.start_all(std::move(fresh), t0));
     if (!reloads.empty()) {
       names.insert(names.end(), reloads.begin(), reloads.end());
-      first(co_await reload(std::move(reloads)));
+      first(co_await reload(std::move(reloads), std::move(taken_over)));
     }
     co_await life_.retry_waiting();
     co_return result<std::vector<std::string>>{std::move(names), first.get()};
@@ -301,8 +312,8 @@ private:
     if (a.error) {
       c_.hub.log(log_level::error, a.name, a.error.message);
       c_.hub.emit(event_kind::load_failed, a.name, nullptr, &v->meta, clock::now() - t0, a.error);
-    } else if (!a.renamed) {
-      a.fresh = std::move(e);
+    } else {
+      if (!a.renamed) a.fresh = std::move(e);
       a.version = std::move(v);
     }
     return a;
@@ -313,6 +324,7 @@ private:
   std::uint64_t session_ = 0;                  // bumped by stop: a watch's late deliveries are dropped
   std::size_t flushes_ = 0;                    // debounce windows being handled
   std::shared_ptr<async_event> flushes_idle_;  // set when the last one ends
+  std::shared_ptr<async_event> stopped_;       // set when the stop under way ends
 };
 
 } // namespace hotreload::detail

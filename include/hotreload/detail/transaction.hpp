@@ -24,8 +24,11 @@ namespace hotreload::detail {
 
 class reload_transaction {
 public:
-  reload_transaction(core& c, plugin_lifecycle& life, std::vector<std::string> names)
-      : c_(c), life_(life), names_(std::move(names)) {}
+  /// `preloaded`: new versions already loaded and checked (a plugin taken over by a new
+  /// file), used instead of loading their libraries again.
+  reload_transaction(core& c, plugin_lifecycle& life, std::vector<std::string> names,
+                     std::map<std::string, version_ptr, std::less<>> preloaded = {})
+      : c_(c), life_(life), names_(std::move(names)), preloaded_(std::move(preloaded)) {}
 
   /// Completes with the first failure.
   awaitable<error_info> run() {
@@ -92,7 +95,7 @@ private:
         m.e->tried = stamp_of(sources.back());
         requested.push_back(m.e);
       }
-    auto loaded = co_await c_.versions.load_all(sources, c_.feed.dirs());
+    auto loaded = co_await load(requested, sources);
     for (auto& [n, m] : members_) {
       auto& e = m.e;
       if (e->removed) continue;
@@ -108,6 +111,23 @@ private:
         nodes_.emplace_back(e, true, e->ver, std::move(nv));
       }
     }
+  }
+
+  // The new version of each requested plugin: preloaded, or loaded from its file (all at once).
+  awaitable<std::vector<result<version_ptr>>> load(const std::vector<entry_ptr>& requested,
+                                                   const std::vector<std::filesystem::path>& sources) {
+    std::vector<result<version_ptr>> out(requested.size());
+    std::vector<std::filesystem::path> files;
+    std::vector<std::size_t> at;
+    for (std::size_t i = 0; i < requested.size(); ++i)
+      if (auto it = preloaded_.find(requested[i]->name); it != preloaded_.end()) out[i].value = it->second;
+      else {
+        files.push_back(sources[i]);
+        at.push_back(i);
+      }
+    auto loaded = co_await c_.versions.load_all(files, c_.feed.dirs());
+    for (std::size_t k = 0; k < at.size(); ++k) out[at[k]] = std::move(loaded[k]);
+    co_return out;
   }
 
   // Whether the new version of `e` failed to load or to validate (then reported).
@@ -323,6 +343,7 @@ private:
   core& c_;
   plugin_lifecycle& life_;
   const std::vector<std::string> names_;
+  const std::map<std::string, version_ptr, std::less<>> preloaded_;
   const clock::time_point t0_ = clock::now();
   first_error first_;
   std::map<std::string, member, std::less<>> members_; // by name: the order locks are taken in
