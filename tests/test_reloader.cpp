@@ -510,3 +510,47 @@ TEST_CASE("a plugin taken over by a library under a new file name: that library 
   });
 }
 
+TEST_CASE("a version that cannot unload is reported pinned, never unloaded, and its causes are named") {
+  const std::pair<const char*, const char*> cases[] = {
+      {"counter_thread_local", "thread_local objects with destructors"}, {"counter_gnu_unique", "-fno-gnu-unique"}};
+  for (auto& c : cases) {
+    std::string variant = c.first, cause = c.second;
+    CAPTURE(variant);
+    if (variant == "counter_gnu_unique" && hr::detail::inspect_elf(sandbox::built(variant)).unique_count == 0) {
+      MESSAGE("this compiler emits no STB_GNU_UNIQUE symbols (clang): nothing pins " << variant);
+      continue;
+    }
+    sandbox box;
+    box.install(variant);
+    asio::io_context io;
+    auto opts = box.opts();
+    std::vector<std::string> warnings;
+    opts.sink = [&](const hr::log_record& l) {
+      if (l.level == hr::log_level::warning) warnings.emplace_back(l.message);
+    };
+    reloader r(io.get_executor(), opts);
+    recorder rec;
+    rec.attach(r);
+    run(io, [&]() -> awaitable<void> {
+      co_await r.async_start(use_awaitable);
+      CHECK(co_await call_increment(r) == 1); // on this thread, which lives on
+      box.install("counter_v2");
+      co_await r.async_reload_plugin("counter", use_awaitable);
+      auto released = co_await rec.next([](const hr::reload_event& e) {
+        return e.kind == hr::event_kind::pinned || e.kind == hr::event_kind::unloaded;
+      });
+      CHECK(released.kind == hr::event_kind::pinned);
+      CHECK(released.old_version == "1.0.0");
+      CHECK(rec.count(hr::event_kind::unloaded) == 0);
+      CHECK(r.info("counter")->pinned_versions == 1);
+      CHECK((co_await r.async_get("counter", use_awaitable))->count() == 1); // v2 serves, state kept
+      co_await r.async_stop(use_awaitable);
+    });
+    auto said = [&](const std::string& what) {
+      return std::any_of(warnings.begin(), warnings.end(), [&](auto& w) { return w.find(what) != std::string::npos; });
+    };
+    CHECK(said(cause));   // at load, with the fix
+    CHECK(said("pinned")); // at release, with the likely causes
+  }
+}
+

@@ -20,6 +20,7 @@ enum class event_kind {
   reload_failed,  ///< the reload failed (followed by rolled_back if the old version was restored)
   rolled_back,    ///< the old version serves again, with its state
   unloaded,       ///< a version's library was unmapped and its shadow copy deleted
+  pinned,         ///< a version's last reference went, but its library stayed mapped (the log says why)
   file_removed,   ///< a loaded plugin's library file was deleted (see options.on_remove)
   stopped,        ///< the plugin was torn down by async_stop
   enabled,
@@ -65,6 +66,7 @@ inline std::string_view to_string(event_kind k) noexcept {
   case event_kind::reload_failed: return "reload_failed";
   case event_kind::rolled_back: return "rolled_back";
   case event_kind::unloaded: return "unloaded";
+  case event_kind::pinned: return "pinned";
   case event_kind::file_removed: return "file_removed";
   case event_kind::stopped: return "stopped";
   case event_kind::enabled: return "enabled";

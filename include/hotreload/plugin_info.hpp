@@ -21,6 +21,7 @@ struct plugin_info {
   bool serving = false;                         ///< a version is loaded and set up
   std::chrono::system_clock::time_point loaded_at{}; ///< when the serving version was published
   std::size_t reloads = 0;                      ///< successful reloads
+  std::size_t pinned_versions = 0;              ///< released versions that stayed mapped (event_kind::pinned)
   std::int64_t state_version = 1;
   std::optional<error_info> last_error;         ///< of the last failed operation, if any
 };

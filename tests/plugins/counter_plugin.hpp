@@ -9,6 +9,7 @@
 // a migration from state_version 1. META_SLOT: the metadata lives in a 1.2 MB array that
 // tests patch in copies of the file; with NO_METADATA_EXPORT / NO_CREATE_EXPORT, one export
 // is missing. STATIC_INIT_THROWS / STATIC_INIT_HANGS: a static initialiser throws / never returns.
+// THREAD_LOCAL_STATE: increment() touches a thread_local std::string (which pins the library).
 #include "counter_iface.hpp"
 
 #include <hotreload/export.hpp>
@@ -91,7 +92,14 @@ public:
   ~counter_plugin() override { note("dtor"); }
 
   std::string version() const override { return PLUGIN_VERSION; }
-  int increment() override { return ++count_; }
+  int increment() override {
+#ifdef THREAD_LOCAL_STATE
+    // A thread_local with a destructor, touched on the caller's (long-lived) thread.
+    static thread_local std::string last_call;
+    last_call = "increment";
+#endif
+    return ++count_;
+  }
   int count() const override { return count_; }
   int heartbeats() const override { return beats_; }
 

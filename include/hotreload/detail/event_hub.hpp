@@ -66,9 +66,15 @@ public:
   }
 
   void version_mapped() { ++live_versions_; }
-  void version_unmapped(const std::string& name, const std::string& ver) {
-    if (debug_on()) log(log_level::debug, name, "Unloaded library of plugin: " + name + " " + ver);
-    emit(reload_event{event_kind::unloaded, name, ver, {}, reload_step::none, {}, {}});
+  /// A version's last reference went; `pinned_by` says why it may still be mapped, if it is.
+  void version_released(const std::string& name, const std::string& ver, const std::string* pinned_by) {
+    if (pinned_by)
+      log(log_level::warning, name,
+          "Library of plugin " + name + " " + ver + " stayed mapped after its release (pinned); likely causes: " +
+              *pinned_by);
+    else if (debug_on())
+      log(log_level::debug, name, "Unloaded library of plugin: " + name + " " + ver);
+    emit(reload_event{pinned_by ? event_kind::pinned : event_kind::unloaded, name, ver, {}, reload_step::none, {}, {}});
     if (--live_versions_ == 0) drained_.set();
   }
   /// Waits until every version is unmapped, or `deadline`; the number still mapped.

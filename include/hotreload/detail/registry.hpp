@@ -8,6 +8,7 @@
 // - guarded fields (the lease try_get hands out, enabled, the listing): read by any thread,
 //   reachable only through registry::locked, which holds the registry's mutex.
 
+#include <hotreload/detail/linux/elf.hpp>
 #include <hotreload/detail/linux/files.hpp>
 #include <hotreload/detail/graph.hpp>
 #include <hotreload/detail/sync.hpp>
@@ -32,6 +33,7 @@ namespace hotreload::detail {
 struct version {
   loaded_library library;
   plugin_metadata meta;
+  elf_findings findings; // what may keep it from unloading
 };
 using version_ptr = std::shared_ptr<const version>;
 
@@ -191,6 +193,11 @@ public:
     l.changed();
   }
   bool is_open() { return lock().open(); }
+  /// A released version of `name` stayed mapped.
+  void note_pinned(std::string_view name) {
+    auto l = lock();
+    if (auto it = l.entries().find(name); it != l.entries().end()) ++l[*it->second].info.pinned_versions;
+  }
   /// Nothing is handed out any more; the entries (and the instances only they held) are
   /// destroyed, after the mutex is released: plugin destructors may run.
   void close() {

@@ -46,7 +46,9 @@ public:
     }
     plugin_metadata meta;
     if (auto err = parse_metadata(lib.value.metadata, file.string(), meta)) co_return result<version_ptr>{nullptr, err};
-    co_return result<version_ptr>{own(new version{std::move(lib.value), std::move(meta)})};
+    auto findings = inspect_elf(lib.value.image);
+    warn_about(meta, findings);
+    co_return result<version_ptr>{own(new version{std::move(lib.value), std::move(meta), std::move(findings)})};
   }
 
   /// load() of each file, concurrently (their probes run side by side).
@@ -82,19 +84,40 @@ private:
   // handler of our own on the strand.
   version_ptr own(const version* raw) {
     hub_.version_mapped();
-    return version_ptr(raw, [hub = weak_hub_, strand = strand_](const version* v) {
+    return version_ptr(raw, [hub = weak_hub_, reg = weak_reg_, strand = strand_](const version* v) {
       if (hub.expired()) {
         // The reloader is gone, so no handler of ours can unmap it, and the caller may be
         // this very library's code. It stays mapped until the process exits.
         deliberately_leak(v);
         return;
       }
-      asio::post(strand, [hub, owned = std::unique_ptr<const version>(v)]() mutable {
+      asio::post(strand, [hub, reg, owned = std::unique_ptr<const version>(v)]() mutable {
         std::string name = owned->meta.name, ver = owned->meta.version;
+        auto image = owned->library.image;
+        auto causes = pin_causes(owned->findings);
         owned.reset();
-        if (auto h = hub.lock()) h->version_unmapped(name, ver);
+        bool pinned = still_loaded(image); // never reported as unloaded if it is not
+        if (pinned)
+          if (auto r = reg.lock()) r->note_pinned(name);
+        if (auto h = hub.lock()) h->version_released(name, ver, pinned ? &causes : nullptr);
       });
     });
+  }
+
+  // What the library file shows will keep this version from unloading, said at load time.
+  void warn_about(const plugin_metadata& m, const elf_findings& f) const {
+    auto who = "plugin '" + m.name + "' " + m.version;
+    if (f.unique_count)
+      hub_.log(log_level::warning, m.name,
+               who + " cannot be unloaded: its library has " + std::to_string(f.unique_count) +
+                   " STB_GNU_UNIQUE symbol(s), e.g. " + f.unique_symbols.front() +
+                   ", so dlclose keeps it mapped and a new version shares its static variables; build it with "
+                   "-fno-gnu-unique (the hotreload-plugin dependency adds it)");
+    if (f.thread_local_destructors)
+      hub_.log(log_level::warning, m.name,
+               who + " has thread_local objects with destructors: once one is touched on a thread that lives on "
+                     "(an io_context thread), this version stays mapped after it is replaced; keep such state in "
+                     "the plugin object instead");
   }
 
   // What plugin_context::get asks. Callable from any thread, for as long as the plugin lives:

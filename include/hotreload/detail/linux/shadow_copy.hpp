@@ -5,6 +5,7 @@
 // sendfile into a locked per-process directory and checked (regular file, owner,
 // permissions, a whole ELF image) on the bytes that will be mapped.
 
+#include <hotreload/detail/linux/elf.hpp>
 #include <hotreload/detail/linux/trust.hpp>
 #include <hotreload/detail/result.hpp>
 
@@ -17,7 +18,6 @@
 #include <random>
 #include <string>
 
-#include <elf.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/sendfile.h>
@@ -94,30 +94,6 @@ private:
   int lock_fd_;
   std::atomic<unsigned long> sequence_{0};
 };
-
-/// Whether the ELF file `fd` is incomplete (a write in progress, a truncated copy): an
-/// errc::load_failed error, or empty when it is whole or not ELF at all (dlopen then says
-/// what it is). The section header table and every segment must lie inside the file; a
-/// linker writes the former last.
-inline error_info elf_truncation(int fd) {
-  Elf64_Ehdr h{};
-  struct ::stat st{};
-  if (::fstat(fd, &st) != 0 || ::pread(fd, &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h)) return {};
-  if (std::memcmp(h.e_ident, ELFMAG, SELFMAG) != 0 || h.e_ident[EI_CLASS] != ELFCLASS64) return {};
-  auto size = static_cast<std::uint64_t>(st.st_size);
-  auto need = h.e_shoff + std::uint64_t(h.e_shnum) * h.e_shentsize;
-  for (unsigned i = 0; i < h.e_phnum && need <= size; ++i) {
-    Elf64_Phdr ph{};
-    auto at = static_cast<off_t>(h.e_phoff + std::uint64_t(i) * h.e_phentsize);
-    if (::pread(fd, &ph, sizeof ph, at) != static_cast<ssize_t>(sizeof ph))
-      return fail(errc::load_failed, {}, "it is truncated (its program headers are cut off; still being written?)");
-    need = std::max<std::uint64_t>(need, ph.p_offset + ph.p_filesz);
-  }
-  if (need <= size) return {};
-  return fail(errc::load_failed, {},
-              "it is truncated (" + std::to_string(size) + " of at least " + std::to_string(need) +
-                  " bytes; still being written?)");
-}
 
 /// Copies `from` to a new file `to` (mode 0500, O_EXCL). On failure the error says why, with
 /// its code: untrusted_file (not a regular file, or it fails the owner/permission checks on
