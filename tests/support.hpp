@@ -151,7 +151,9 @@ inline std::size_t files_under(const fs::path& dir, const std::string& suffix) {
 }
 
 // One plugin directory with counter v1 installed, an io_context, a reloader on it and a
-// recorder of its events; `tweak` adjusts the options first.
+// recorder of its events; `tweak` adjusts the options first. Tests name its members with
+// references (`auto& r = h.r;`), not a structured binding: clang 14 cannot capture
+// structured bindings in lambdas.
 template <class Watcher = hr::manual_watcher>
 struct basic_harness {
   using reloader = hr::basic_hot_reloader<test::counter_iface, Watcher>;

@@ -117,7 +117,10 @@ TEST_CASE("a teardown that fails or never finishes is reported and does not bloc
       o.verbosity = hr::log_level::off;
       o.plugin_config["counter"] = failing("teardown", how, "1.0.0");
     });
-    auto& [box, io, r, rec] = h;
+    [[maybe_unused]] auto& box = h.box;
+    [[maybe_unused]] auto& io = h.io;
+    [[maybe_unused]] auto& r = h.r;
+    [[maybe_unused]] auto& rec = h.rec;
     run(io, [&]() -> awaitable<void> {
       co_await r.async_start(use_awaitable);
       co_await call_increment(r);
@@ -138,7 +141,10 @@ TEST_CASE("a teardown that fails or never finishes is reported and does not bloc
 
 TEST_CASE("a second library claiming a loaded plugin's name is refused; the first serves on") {
   harness h([](hr::options& o) { o.verbosity = hr::log_level::off; });
-  auto& [box, io, r, rec] = h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     co_await call_increment(r);

@@ -6,7 +6,10 @@ using namespace test;
 
 TEST_CASE("state migration: v1's {count} becomes v2's {total, history} through migrate_state") {
   harness h;
-  auto& [box, io, r, rec] = h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     for (int i = 0; i < 3; ++i) co_await call_increment(r);
@@ -31,7 +34,10 @@ TEST_CASE("state migration: v1's {count} becomes v2's {total, history} through m
 
 TEST_CASE("state migration at start: a snapshot of state_version 1 is migrated for a v2 that starts") {
   harness h;
-  auto& [box, io, r, rec] = h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     co_await call_increment(r);

@@ -93,7 +93,10 @@ TEST_CASE("trust checks: a symlink inside the plugin directories is fine; refusa
 
 TEST_CASE("shadow copies are private: directory 0700, files 0500") {
   harness h;
-  auto& [box, io, r, rec] = h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     std::size_t files = 0;

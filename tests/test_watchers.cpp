@@ -48,7 +48,10 @@ std::string contents(const fs::path& p) {
 
 TEST_CASE_TEMPLATE("a library renamed into place is reloaded once, with its state", W, WATCHERS) {
   watched<W> h(nullptr);
-  auto& [box, io, r, rec] = h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     co_await call_increment(r);
@@ -69,7 +72,10 @@ TEST_CASE_TEMPLATE("a library renamed into place is reloaded once, with its stat
 TEST_CASE_TEMPLATE("a library written in place in several steps is reloaded once, with the final bytes", W,
                    WATCHERS) {
   watched<W> h(nullptr);
-  auto& [box, io, r, rec] = h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     co_await write_like_a_linker(box.plugins / "counter.so", contents(sandbox::built("counter_v2")));
@@ -83,7 +89,10 @@ TEST_CASE_TEMPLATE("a library written in place in several steps is reloaded once
 
 TEST_CASE_TEMPLATE("50 changes inside one debounce window give one reload, with the last bytes", W, WATCHERS) {
   watched<W> h([](hr::options& o) { o.debounce = 1000ms; });
-  auto& [box, io, r, rec] = h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     for (int i = 0; i < 50; ++i) box.install(i % 2 ? "counter_v2" : "counter_v1");
@@ -98,7 +107,10 @@ TEST_CASE_TEMPLATE("50 changes inside one debounce window give one reload, with 
 
 TEST_CASE_TEMPLATE("new libraries load: next to the others, and deep in a tree made by one mkdir -p", W, WATCHERS) {
   watched<W> h(nullptr);
-  auto& [box, io, r, rec] = h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     box.install("greeter_named", "other.so");
@@ -117,7 +129,10 @@ TEST_CASE_TEMPLATE("new libraries load: next to the others, and deep in a tree m
 TEST_CASE_TEMPLATE("a deleted library: kept serving by default, unloaded on request", W, WATCHERS) {
   SUBCASE("keep") {
     watched<W> h(nullptr);
-    auto& [box, io, r, rec] = h;
+    [[maybe_unused]] auto& box = h.box;
+    [[maybe_unused]] auto& io = h.io;
+    [[maybe_unused]] auto& r = h.r;
+    [[maybe_unused]] auto& rec = h.rec;
     run(io, [&]() -> awaitable<void> {
       co_await r.async_start(use_awaitable);
       fs::remove(box.plugins / "counter.so");
@@ -132,7 +147,10 @@ TEST_CASE_TEMPLATE("a deleted library: kept serving by default, unloaded on requ
   }
   SUBCASE("unload") {
     watched<W> h([](hr::options& o) { o.on_remove = hr::remove_action::unload; });
-    auto& [box, io, r, rec] = h;
+    [[maybe_unused]] auto& box = h.box;
+    [[maybe_unused]] auto& io = h.io;
+    [[maybe_unused]] auto& r = h.r;
+    [[maybe_unused]] auto& rec = h.rec;
     run(io, [&]() -> awaitable<void> {
       co_await r.async_start(use_awaitable);
       fs::remove(box.plugins / "counter.so");
@@ -147,7 +165,10 @@ TEST_CASE_TEMPLATE("a deleted library: kept serving by default, unloaded on requ
 
 TEST_CASE_TEMPLATE("editor temporaries, hidden files and other files never reload anything", W, WATCHERS) {
   watched<W> h([](hr::options& o) { o.exclude = {"*_skip.so"}; });
-  auto& [box, io, r, rec] = h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     auto v2 = contents(sandbox::built("counter_v2"));
@@ -165,7 +186,10 @@ TEST_CASE_TEMPLATE("editor temporaries, hidden files and other files never reloa
 
 TEST_CASE_TEMPLATE("two changes in the same second are two reloads", W, WATCHERS) {
   watched<W> h([](hr::options& o) { o.debounce = 0ms; });
-  auto& [box, io, r, rec] = h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     box.install("counter_v2");
@@ -180,7 +204,10 @@ TEST_CASE_TEMPLATE("two changes in the same second are two reloads", W, WATCHERS
 
 TEST_CASE_TEMPLATE("start, stop, start: nothing is watched while stopped", W, WATCHERS) {
   watched<W> h(nullptr);
-  auto& [box, io, r, rec] = h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     co_await call_increment(r);
@@ -202,7 +229,10 @@ TEST_CASE_TEMPLATE("start, stop, start: nothing is watched while stopped", W, WA
 
 TEST_CASE_TEMPLATE("a manual reload and a watched change of the same file make one reload", W, WATCHERS) {
   watched<W> h(nullptr);
-  auto& [box, io, r, rec] = h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     box.install("counter_v2");
@@ -223,7 +253,10 @@ TEST_CASE_TEMPLATE("lost events: an injected overflow rescans and reports it", W
       lines.emplace_back(l.message);
     };
   });
-  auto& [box, io, r, rec] = h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     r.watcher().inject_overflow();
@@ -253,7 +286,10 @@ static_assert(hr::watcher<scripted_watcher>);
 
 TEST_CASE("lost events: a rescan reloads what changed, loads what is new, and nothing else") {
   watched<scripted_watcher> h(nullptr);
-  auto& [box, io, r, rec] = h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     co_await call_increment(r);
@@ -323,7 +359,10 @@ TEST_CASE("missing plugin directories: an error, or a warning when allowed") {
 TEST_CASE_TEMPLATE("the plugin directory deleted while watched: the plugin serves on, and a new one is watched",
                    W, WATCHERS) {
   watched<W> h([](hr::options& o) { o.verbosity = hr::log_level::off; });
-  auto& [box, io, r, rec] = h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     co_await call_increment(r);
@@ -366,7 +405,10 @@ TEST_CASE_TEMPLATE("a plugin directory that appears after start is watched once 
 TEST_CASE_TEMPLATE("a library replaced again while it is being reloaded: the last build serves, state kept", W,
                    WATCHERS) {
   watched<W> h([](hr::options& o) { o.debounce = 0ms; });
-  auto& [box, io, r, rec] = h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     co_await call_increment(r);
