@@ -1,6 +1,10 @@
 #ifndef HOTRELOAD_CONFIG_HPP
 #define HOTRELOAD_CONFIG_HPP
 
+#if __cplusplus < 202002L
+#error "hotreload needs C++20 (coroutines, concepts): compile with -std=c++20 (meson: cpp_std=c++20; CMake: cxx_std_20)"
+#endif
+
 // Boost.DLL must be configured the same way in every translation unit of a program;
 // mixing std::filesystem and Boost.Filesystem builds gives link errors and ODR violations.
 #ifndef BOOST_DLL_USE_STD_FS
