@@ -70,15 +70,7 @@ public:
       auto idle = flushes_idle_;
       co_await idle->wait();
     }
-    auto all = c_.reg.all();
-    std::vector<graph_node> nodes;
-    for (auto& e : all) nodes.push_back({e->name, meta_of(e->ver)});
-    for (auto i : dependents_first(nodes)) {
-      entry_locks lock;
-      co_await lock.add(all[i]);
-      co_await life_.stop_locked(*all[i]);
-      c_.reg.erase(all[i]->name);
-    }
+    co_await stop_and_forget(c_.reg.all());
     // Let the libraries unmap: what the plugins left queued (cancelled timers, closed
     // sockets) completes first, since it keeps its version mapped.
     if (auto left = co_await c_.hub.drain(deadline_after(c_.opts.quiesce_timeout)))
@@ -213,18 +205,23 @@ private:
     c_.hub.log(log_level::info, e->name, "Plugin library removed: " + file.string() + "; unloading plugin '" + e->name + "'");
     // Its dependents cannot serve without it: they go first.
     std::vector<entry_ptr> victims;
-    std::vector<graph_node> nodes;
     for (auto& n : with_dependents({e->name}, c_.reg.serving()))
-      if (auto v = c_.reg.find(n)) {
-        victims.push_back(v);
-        nodes.push_back({n, meta_of(v->ver)});
-      }
+      if (auto v = c_.reg.find(n)) victims.push_back(std::move(v));
+    co_await stop_and_forget(std::move(victims));
+  }
+
+  // Stops `entries`, dependents before their dependencies, and drops them from the registry
+  // (async_stop, and a removed library with what depends on it).
+  awaitable<void> stop_and_forget(std::vector<entry_ptr> entries) {
+    std::vector<graph_node> nodes;
+    for (auto& e : entries) nodes.push_back({e->name, meta_of(e->ver)});
     for (auto i : dependents_first(nodes)) {
+      auto& e = entries[i];
       entry_locks lock;
-      co_await lock.add(victims[i]);
-      if (victims[i]->removed) continue;
-      co_await life_.stop_locked(*victims[i]);
-      c_.reg.erase(victims[i]->name);
+      co_await lock.add(e);
+      if (e->removed) continue; // stopped meanwhile
+      co_await life_.stop_locked(*e);
+      c_.reg.erase(e->name);
     }
   }
 

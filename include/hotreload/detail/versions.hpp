@@ -94,11 +94,12 @@ private:
       asio::post(strand, [hub, reg, owned = std::unique_ptr<const version>(v)]() mutable {
         std::string name = owned->meta.name, ver = owned->meta.version;
         auto image = owned->library.image;
-        auto causes = pin_causes(owned->findings);
+        auto findings = owned->findings; // what may pin it: for the message, if it is pinned
         owned.reset();
         bool pinned = still_loaded(image); // never reported as unloaded if it is not
         if (pinned)
           if (auto r = reg.lock()) r->note_pinned(name);
+        auto causes = pinned ? pin_causes(findings) : std::string();
         if (auto h = hub.lock()) h->version_released(name, ver, pinned ? &causes : nullptr);
       });
     });
