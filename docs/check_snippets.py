@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Checks that every cpp/sh code block of the given Markdown files is copied from a source
-file of the project (examples/, include/, benchmarks/), so that the docs never show code
-that does not compile. A block's lines (blank lines and surrounding spaces ignored) must
+"""Checks that every cpp/sh/cmake/meson code block of the given Markdown files is copied from
+a source file of the project (examples/, include/, benchmarks/, tests/consumers/), so that
+the docs never show code that does not build. A block's lines (blank lines and surrounding spaces ignored) must
 appear consecutively in one file; a line that is just `...` or `// ...` separates pieces
 that must appear in that order in the same file."""
 import pathlib
@@ -10,9 +10,9 @@ import sys
 
 root = pathlib.Path(__file__).resolve().parent.parent
 sources = {}
-for d in ("examples", "include", "benchmarks"):
+for d in ("examples", "include", "benchmarks", "tests/consumers"):
     for f in (root / d).rglob("*"):
-        if f.suffix in (".cpp", ".hpp", ".sh", ".build") and f.is_file():
+        if (f.suffix in (".cpp", ".hpp", ".sh", ".build") or f.name == "CMakeLists.txt") and f.is_file():
             sources[f.relative_to(root)] = [l.strip() for l in f.read_text().splitlines() if l.strip()]
 
 
@@ -35,7 +35,7 @@ def found_in(lines, pieces):
 failures = 0
 for md in sys.argv[1:]:
     text = pathlib.Path(md).read_text()
-    for m in re.finditer(r"^```(cpp|sh)\n(.*?)^```", text, re.S | re.M):
+    for m in re.finditer(r"^```(cpp|sh|cmake|meson)\n(.*?)^```", text, re.S | re.M):
         block_line = text[:m.start()].count("\n") + 1
         pieces, piece = [], []
         for l in m.group(2).splitlines():
@@ -49,6 +49,6 @@ for md in sys.argv[1:]:
         if not any(found_in(lines, pieces) for lines in sources.values()):
             failures += 1
             print(f"{md}:{block_line}: this {m.group(1)} block is not copied from any source file "
-                  f"(examples/, include/, benchmarks/); first line: {pieces[0][0] if pieces else ''}")
+                  f"(examples/, include/, benchmarks/, tests/consumers/); first line: {pieces[0][0] if pieces else ''}")
 print(f"{failures} block(s) not found" if failures else "every code block is copied from a source file")
 sys.exit(1 if failures else 0)

@@ -1,5 +1,6 @@
 // A host linked without export-dynamic (unlike test_hotreload): loads one plugin library
-// and says whether it was accepted. Usage: abi_host PLUGIN.so ok|abi_mismatch
+// and says whether it was accepted; and the reloader has warned that the program does not
+// export its symbols. Usage: abi_host PLUGIN.so ok|abi_mismatch
 #include <hotreload.hpp>
 
 #include "plugins/counter_iface.hpp"
@@ -17,11 +18,15 @@ int main(int argc, char** argv) {
   std::filesystem::path plugin = argv[1];
   std::string expected = argv[2];
   boost::asio::io_context io;
+  bool warned = false;
   hr::basic_hot_reloader<test::counter_iface, hr::manual_watcher> r(
       io.get_executor(), hr::options{.plugin_dirs = {plugin.parent_path()},
                                      .paths_env = {},
                                      .include = {plugin.filename().string()},
-                                     .verbosity = hr::log_level::off});
+                                     .verbosity = hr::log_level::warning,
+                                     .sink = [&](const hr::log_record& l) {
+                                       warned = warned || l.message.find("does not export its symbols") != l.message.npos;
+                                     }});
   // Runs the io_context until the operation completes (a plugin keeps a timer armed).
   auto wait = [&](auto start) {
     std::optional<hr::error_code> result;
@@ -36,7 +41,7 @@ int main(int argc, char** argv) {
   std::string got = !ec ? "ok" : ec == hr::errc::abi_mismatch ? "abi_mismatch" : ec.message();
   bool serving = static_cast<bool>(r.try_get("counter"));
   wait([&](auto done) { r.async_stop(done); });
-  std::printf("%s: %s (expected %s), %s\n", plugin.filename().c_str(), got.c_str(), expected.c_str(),
-              serving ? "serving" : "not serving");
-  return got == expected && serving == (expected == "ok") ? 0 : 1;
+  std::printf("%s: %s (expected %s), %s, %s\n", plugin.filename().c_str(), got.c_str(), expected.c_str(),
+              serving ? "serving" : "not serving", warned ? "warned about export-dynamic" : "NOT warned");
+  return got == expected && serving == (expected == "ok") && warned ? 0 : 1;
 }

@@ -47,7 +47,7 @@ inline void check_refused(const bad_version& b) {
   box.install("counter_v1");
   asio::io_context io;
   auto opts = box.opts();
-  opts.timeouts = {300ms, 300ms, 300ms, 300ms, 300ms};
+  opts.timeouts = {.setup = 300ms, .teardown = 300ms, .on_reload = 300ms, .get_state = 300ms, .set_state = 300ms, .construct = 300ms};
   opts.verbosity = hr::log_level::off;
   if (!b.config.empty()) opts.plugin_config["counter"] = b.config;
   if (b.tweak) b.tweak(opts);

@@ -245,3 +245,135 @@ TEST_CASE("ABI: a plugin built against another interface_version is refused at -
   }
 }
 
+
+namespace {
+
+// Callers that never pause while plugin code blocks its thread: async_get from the
+// io_context's only thread (the one the reloader's strand runs on), try_get from another
+// thread. What they saw: the longest wait of each kind, and every increment they made.
+struct busy_callers {
+  std::atomic<bool> done{false};
+  std::atomic<int> increments{0}, running{0};
+  std::atomic<std::int64_t> longest_get_us{0}, longest_try_get_us{0};
+  std::thread trier;
+
+  static void note(std::atomic<std::int64_t>& longest, std::chrono::steady_clock::duration d) {
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+    for (auto cur = longest.load(); us > cur && !longest.compare_exchange_weak(cur, us);) {
+    }
+  }
+  awaitable<void> caller(reloader& r) {
+    for (; !done; co_await asio::post(co_await asio::this_coro::executor, use_awaitable)) {
+      auto t0 = std::chrono::steady_clock::now();
+      auto [ec, p] = co_await r.async_get("counter", asio::as_tuple(use_awaitable));
+      note(longest_get_us, std::chrono::steady_clock::now() - t0);
+      if (p) {
+        p->increment();
+        ++increments;
+      }
+    }
+    --running;
+  }
+  void start(reloader& r, asio::io_context& io) {
+    for (int i = 0; i < 2; ++i, ++running) asio::co_spawn(io, caller(r), asio::detached);
+    trier = std::thread([this, &r] {
+      while (!done) {
+        auto t0 = std::chrono::steady_clock::now();
+        if (auto p = r.try_get("counter")) {
+          p->increment();
+          ++increments;
+        }
+        note(longest_try_get_us, std::chrono::steady_clock::now() - t0);
+        std::this_thread::yield();
+      }
+    });
+  }
+  awaitable<void> stop() {
+    done = true;
+    trier.join();
+    while (running > 0) co_await asio::post(co_await asio::this_coro::executor, use_awaitable);
+  }
+};
+
+} // namespace
+
+TEST_CASE("plugin code that blocks its thread (constructor, each hook, teardown): no caller waits longer than "
+          "max_caller_wait, the old version serves with its state, stop stays bounded") {
+  CHECK(hr::options{}.max_caller_wait <= 2s);
+  struct blocking {
+    std::string hook;
+    const char* version;     // the version whose hook blocks
+    std::string says;        // in the error
+    std::string serving;     // afterwards ("": no reload, only a stop)
+    std::chrono::milliseconds bound;
+  };
+  const std::vector<blocking> cases = {
+      {"ctor", "2.0.0", "constructor", "1.0.0", 500ms},
+      {"set_state", "2.0.0", "set_reload_state", "1.0.0", 500ms},
+      {"on_reload", "2.0.0", "on_reload_async", "1.0.0", hr::options{}.max_caller_wait}, // the default
+      {"get_state", "1.0.0", "get_reload_state", "1.0.0", 500ms},
+      {"teardown", "1.0.0", "teardown_async", "2.0.0", 500ms}, // reported; the new version serves
+      {"teardown", "1.0.0", "teardown_async", "", 500ms},      // at stop
+  };
+  for (auto& c : cases) {
+    CAPTURE(c.hook);
+    CAPTURE(c.serving);
+    harness h([&](hr::options& o) {
+      o.max_caller_wait = c.bound;
+      o.verbosity = hr::log_level::off;
+      o.plugin_config["counter"] = failing(c.hook.c_str(), "block", c.version);
+    });
+    [[maybe_unused]] auto& box = h.box;
+    [[maybe_unused]] auto& io = h.io;
+    [[maybe_unused]] auto& r = h.r;
+    [[maybe_unused]] auto& rec = h.rec;
+    auto& gate = *box.journal;
+    // Should the library fail to bound the waits, the test fails instead of hanging.
+    std::thread valve([&] {
+      std::unique_lock lk(gate.mu);
+      gate.changed.wait_for(lk, 30s, [&] { return gate.open; });
+      lk.unlock();
+      gate.release();
+    });
+    busy_callers callers;
+    const auto margin = 1000ms; // scheduling, sanitizers
+    run(io, [&]() -> awaitable<void> {
+      co_await r.async_start(use_awaitable);
+      for (int i = 0; i < 3; ++i) co_await call_increment(r);
+      callers.start(r, io);
+      if (!c.serving.empty()) {
+        box.install("counter_v2");
+        auto [ec] = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
+        auto info = r.info("counter");
+        REQUIRE(info);
+        CHECK(info->version == c.serving);
+        CHECK(info->abandoned_calls == 1);
+        REQUIRE(info->last_error);
+        CHECK(info->last_error->code == hr::errc::hook_timeout);
+        CHECK_MESSAGE(info->last_error->message.find(c.says) != std::string::npos, info->last_error->message);
+        CHECK(info->last_error->message.find("abandoned") != std::string::npos);
+        if (c.serving == "2.0.0") CHECK(!ec); // a teardown's failure is only reported
+        else CHECK(ec == hr::errc::hook_timeout);
+        co_await callers.stop();
+        auto p = co_await r.async_get("counter", use_awaitable);
+        CHECK(p->count() == 3 + callers.increments); // nothing lost, nothing counted twice
+        p.reset();
+      }
+      auto t0 = std::chrono::steady_clock::now();
+      co_await r.async_stop(use_awaitable);
+      CHECK(std::chrono::steady_clock::now() - t0 < c.bound + margin);
+      if (c.serving.empty()) co_await callers.stop();
+      CHECK(rec.count(hr::event_kind::abandoned) >= 1);
+      // The blocked code returns once let go, and is reported.
+      gate.release();
+      auto back = co_await rec.next(hr::event_kind::returned);
+      CHECK(back.plugin == "counter");
+    });
+    valve.join();
+    CHECK(std::chrono::microseconds(callers.longest_get_us.load()) < c.bound + margin);
+    CHECK(std::chrono::microseconds(callers.longest_try_get_us.load()) < c.bound);
+    MESSAGE(c.hook << std::string(c.serving.empty() ? " (stop)" : " (reload)") << ": longest async_get " << callers.longest_get_us / 1000
+                   << " ms, longest try_get " << callers.longest_try_get_us / 1000 << " ms, bound "
+                   << c.bound.count() << " ms");
+  }
+}

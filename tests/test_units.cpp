@@ -2,6 +2,7 @@
 // dependency graph, the strand primitives, the Linux file checks, and the policy concepts.
 #include <hotreload/abi.hpp>
 #include <hotreload/detail/graph.hpp>
+#include <hotreload/detail/linux/host_exports.hpp>
 #include <hotreload/detail/linux/probe.hpp>
 #include <hotreload/detail/linux/shadow_copy.hpp>
 #include <hotreload/detail/sync.hpp>
@@ -318,3 +319,23 @@ TEST_CASE("log lines: control characters reach the sink escaped, so nothing logg
   CHECK(got[1].second == "a.so\\n[ERROR] forged\\r\\t\\x01\\x7f");
 }
 
+
+TEST_CASE("export-dynamic: this test program exports its symbols (abi_host, which does not, is warned)") {
+  CHECK(hr::detail::host_exports_symbols());
+}
+
+TEST_CASE("interface fingerprints: compared when both sides have one; a difference is refused, naming the header") {
+  auto ours = hr::make_abi_tag<test::counter_iface>();
+  auto theirs = ours;
+  ours.interface_fingerprint = 0x1111;
+  ours.fingerprinted_headers = "counter_iface.hpp";
+  theirs.interface_fingerprint = 0x2222;
+  theirs.fingerprinted_headers = "counter_iface.hpp";
+  auto err = hr::detail::abi_problem(ours, theirs);
+  CHECK(err.code == hr::errc::abi_mismatch);
+  CHECK_MESSAGE(err.message.find("another text of counter_iface.hpp") != std::string::npos, err.message);
+  theirs.interface_fingerprint = 0; // a plugin built without the helpers: as before
+  CHECK(!hr::detail::abi_problem(ours, theirs));
+  theirs.interface_fingerprint = 0x1111;
+  CHECK(!hr::detail::abi_problem(ours, theirs));
+}

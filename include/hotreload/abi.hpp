@@ -9,6 +9,7 @@
 
 #include <concepts>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <typeinfo>
 
@@ -27,6 +28,10 @@ struct abi_tag {
   std::uint32_t interface_size;    ///< sizeof(Interface)
   const char* interface_name;      ///< mangled name of Interface (compiler-independent)
   const char* compiler;            ///< for messages only: mixed g++/clang builds are fine
+  /// The interface header's fingerprint (its text without comments and whitespace), when the
+  /// build helpers give one (HOTRELOAD_INTERFACE_FINGERPRINT), else 0; and which headers.
+  std::uint64_t interface_fingerprint;
+  const char* fingerprinted_headers;
 };
 
 /// The interface a plugin class implements: the interface's own `interface_type`.
@@ -66,6 +71,14 @@ inline constexpr const char* compiler_id =
 inline constexpr const char* compiler_id = "unknown compiler";
 #endif
 
+#if defined(HOTRELOAD_INTERFACE_FINGERPRINT) && defined(HOTRELOAD_INTERFACE_HEADERS)
+inline constexpr std::uint64_t interface_fingerprint = HOTRELOAD_INTERFACE_FINGERPRINT;
+inline constexpr const char* fingerprinted_headers = HOTRELOAD_INTERFACE_HEADERS;
+#else
+inline constexpr std::uint64_t interface_fingerprint = 0;
+inline constexpr const char* fingerprinted_headers = "";
+#endif
+
 template <class I>
 constexpr std::uint32_t interface_version() noexcept {
   if constexpr (requires { I::interface_version; })
@@ -88,6 +101,8 @@ template <class Interface>
   constexpr std::uint32_t stdlib = detail::stdlib_abi();
   constexpr std::uint32_t version = detail::interface_version<Interface>();
   constexpr const char* compiler = detail::compiler_id;
+  constexpr std::uint64_t fingerprint = detail::interface_fingerprint;
+  constexpr const char* headers = detail::fingerprinted_headers;
   return abi_tag{sizeof(abi_tag),
                  HOTRELOAD_ABI_VERSION,
                  sizeof(void*),
@@ -96,7 +111,9 @@ template <class Interface>
                  version,
                  sizeof(Interface),
                  typeid(Interface).name(),
-                 compiler};
+                 compiler,
+                 fingerprint,
+                 headers};
 }
 
 namespace detail {
@@ -105,6 +122,11 @@ namespace detail {
 /// errc::abi_mismatch error saying what differs and the fix.
 inline error_info abi_problem(const abi_tag& ours, const abi_tag& theirs) {
   auto num = [](std::uint32_t v) { return std::to_string(v); };
+  auto hex = [](std::uint64_t v) {
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+    return std::string(buf);
+  };
   auto refuse = [](std::string why) { return fail(errc::abi_mismatch, {}, std::move(why)); };
   if (theirs.size < 2 * sizeof(std::uint32_t) || theirs.abi_version != ours.abi_version)
     return refuse("it was built against hotreload ABI version " + num(theirs.abi_version) + ", the host uses " +
@@ -126,6 +148,14 @@ inline error_info abi_problem(const abi_tag& ours, const abi_tag& theirs) {
                   "' (version " + num(theirs.interface_version) + ", size " + num(theirs.interface_size) +
                   "; the host has version " + num(ours.interface_version) + ", size " + num(ours.interface_size) +
                   "); rebuild it against the host's interface header");
+  // Compared only when both sides were built with the helpers that compute it.
+  if (theirs.interface_fingerprint && ours.interface_fingerprint &&
+      theirs.interface_fingerprint != ours.interface_fingerprint)
+    return refuse("it was built against another text of " + std::string(ours.fingerprinted_headers) +
+                  " than the host (interface fingerprint " + hex(theirs.interface_fingerprint) + " of " +
+                  theirs.fingerprinted_headers + ", the host's " + hex(ours.interface_fingerprint) +
+                  ") with the same interface_version " + num(ours.interface_version) +
+                  "; rebuild it against the host's header, and bump interface_version whenever the interface changes");
   return {};
 }
 

@@ -43,6 +43,7 @@ enum class errc {
   dependency_cycle,     ///< plugins depend on each other in a cycle
   state_migration_failed, ///< the new version's migrate_state refused or failed to convert the old state
   untrusted_file,       ///< the library or a directory above it failed a trust check (options.trust)
+  caller_wait_timeout,  ///< an async_get waited options.max_caller_wait for a reload or stop of its plugin
 };
 
 /// The error category of hotreload::errc ("hotreload").
@@ -82,6 +83,7 @@ public:
     case errc::dependency_cycle: return "dependency cycle";
     case errc::state_migration_failed: return "state migration failed";
     case errc::untrusted_file: return "untrusted plugin file";
+    case errc::caller_wait_timeout: return "waited too long for a reload of the plugin";
     }
     return "unknown hotreload error";
   }

@@ -25,6 +25,8 @@ enum class event_kind {
   stopped,        ///< the plugin was torn down by async_stop
   enabled,
   disabled,
+  abandoned,      ///< plugin code (a constructor or hook) ran past its limit and was abandoned (error says which)
+  returned,       ///< abandoned plugin code returned at last (duration: since it was called)
 };
 
 /// The steps of the reload transaction, in order.
@@ -71,6 +73,8 @@ inline std::string_view to_string(event_kind k) noexcept {
   case event_kind::stopped: return "stopped";
   case event_kind::enabled: return "enabled";
   case event_kind::disabled: return "disabled";
+  case event_kind::abandoned: return "abandoned";
+  case event_kind::returned: return "returned";
   }
   return "?";
 }

@@ -29,7 +29,8 @@ struct log_record {
   std::string_view message;
 };
 
-/// Where log lines go. Called from any io_context thread; must be thread-safe.
+/// Where log lines go. Called from any thread (the io_context's, and the reloader's own
+/// threads where plugin code runs); must be thread-safe.
 using log_sink = std::function<void(const log_record&)>;
 
 /// The default sink: `[INFO] message` lines on stderr, one write per line.

@@ -13,15 +13,19 @@
 
 namespace hotreload {
 
-/// Time limits of the plugin hooks. A hook over its limit is cancelled (through Asio's
-/// per-operation cancellation) and counts as failed; its library stays mapped until the
-/// hook's coroutine has really finished.
+/// Time limits of plugin code: the constructor and each hook. Plugin code runs on threads
+/// of the reloader's own, so code over its limit (suspended or blocking its thread) never
+/// stalls the program: it is cancelled (through Asio's per-operation cancellation) and
+/// abandoned, and counts as failed (errc::hook_timeout). It keeps its library mapped until it
+/// really returns (plugin_info::abandoned_calls). During a reload or a stop, each limit is also
+/// cut to what is left of options.max_caller_wait.
 struct hook_timeouts {
   std::chrono::milliseconds setup{30'000};
   std::chrono::milliseconds teardown{10'000};
   std::chrono::milliseconds on_reload{10'000};
   std::chrono::milliseconds get_state{5'000};
   std::chrono::milliseconds set_state{5'000};
+  std::chrono::milliseconds construct{5'000};
 };
 
 /// Checks a library file must pass before it is loaded, so that nobody but the operator can
@@ -84,8 +88,18 @@ struct options {
   /// Where persistent_json_state writes its snapshots, one `<plugin>.json` per plugin
   /// (created 0700 if missing). Unused by the other State policies.
   std::filesystem::path state_dir{};
-  /// Longest wait, during a reload, for plugin_ptrs to the old version to be released.
-  /// Past it the reload fails with errc::quiesce_timeout and the old version keeps serving.
+  /// The longest a reload (or a stop) may hold a plugin's callers: from the moment it
+  /// withdraws the old version until it publishes the new one, every step (the wait for
+  /// plugin_ptrs, get_reload_state, teardown_async, the constructor, set_reload_state,
+  /// on_reload_async) must fit in it; each step's own limit is cut to what is left (a
+  /// teardown gets at most half, so that the new version still has time). Past it the
+  /// reload fails (errc::hook_timeout, naming the hook) and the old version serves again,
+  /// from its snapshot. An async_get waiting for a reload never waits longer: past it, it
+  /// completes with errc::caller_wait_timeout (the rollback may still be under way).
+  std::chrono::milliseconds max_caller_wait{2'000};
+  /// Longest wait, during a reload, for plugin_ptrs to the old version to be released (also
+  /// cut to max_caller_wait). Past it the reload fails with errc::quiesce_timeout and the old
+  /// version keeps serving.
   std::chrono::milliseconds quiesce_timeout{5'000};
   /// Time limits of each hook kind.
   hook_timeouts timeouts{};

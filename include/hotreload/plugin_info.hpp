@@ -22,6 +22,7 @@ struct plugin_info {
   std::chrono::system_clock::time_point loaded_at{}; ///< when the serving version was published
   std::size_t reloads = 0;                      ///< successful reloads
   std::size_t pinned_versions = 0;              ///< released versions that stayed mapped (event_kind::pinned)
+  std::size_t abandoned_calls = 0;              ///< constructors and hooks past their limit, still running
   std::int64_t state_version = 1;
   std::optional<error_info> last_error;         ///< of the last failed operation, if any
 };

@@ -5,16 +5,21 @@
 #include <hotreload/plugin.hpp>
 
 #include <algorithm>
+#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <vector>
 
 namespace test {
 
-/// What the host shares with the plugins: a journal of hook calls, in order.
+/// What the host shares with the plugins: a journal of hook calls, in order, and a gate
+/// that plugin code can block its thread on until the test opens it.
 struct journal {
   std::mutex mu;
+  std::condition_variable changed;
   std::vector<std::string> lines;
+  bool open = false;
+  int blocked = 0; // threads blocked at the gate now
   void add(std::string line) {
     std::lock_guard lk(mu);
     lines.push_back(std::move(line));
@@ -22,6 +27,17 @@ struct journal {
   std::vector<std::string> take() {
     std::lock_guard lk(mu);
     return std::exchange(lines, {});
+  }
+  void block() {
+    std::unique_lock lk(mu);
+    ++blocked;
+    changed.wait(lk, [&] { return open; });
+    --blocked;
+  }
+  void release() {
+    std::lock_guard lk(mu);
+    open = true;
+    changed.notify_all();
   }
   std::size_t count(const std::string& line) {
     std::lock_guard lk(mu);

@@ -2,10 +2,11 @@
 // it is, defines the settings below, and includes this file. PLUGIN_NAME and PLUGIN_VERSION
 // set the metadata; DEP1/DEP2 (DEP1_REQ) its dependencies; HOOK_DELAY_MS makes every
 // lifecycle hook wait on a timer; FAIL_ON_RELOAD makes on_reload_async throw. At run time,
-// options.plugin_config {"counter": {"fail_hook": H, "fail_how": "std"|"int"|"hang",
+// options.plugin_config {"counter": {"fail_hook": H, "fail_how": "std"|"int"|"hang"|"block",
 // "fail_version": V}} makes hook H (ctor, setup, teardown, get_state, set_state,
 // migrate_state, on_reload) of version V (default: every version) throw a std::exception,
-// throw an int, or never finish. STATE_V2: state_version 2, state {"total", "history"}, with
+// throw an int, never finish (suspended), or "block" its thread until the test opens the
+// journal's gate. STATE_V2: state_version 2, state {"total", "history"}, with
 // a migration from state_version 1. META_SLOT: the metadata lives in a 1.2 MB array that
 // tests patch in copies of the file; with NO_METADATA_EXPORT / NO_CREATE_EXPORT, one export
 // is missing. STATIC_INIT_THROWS / STATIC_INIT_HANGS: a static initialiser throws / never returns.
@@ -180,6 +181,7 @@ private:
   void fail_now(const char* hook) const {
     auto how = failure_for(hook);
     if (!how) return;
+    if (std::string_view(how) == "block") return journal_->block();
     if (std::string_view(how) == "int") throw 42;
     throw std::runtime_error(std::string(hook) + " failure requested by the configuration");
   }

@@ -29,8 +29,8 @@ enum class lifecycle {
 struct core {
   core(asio::any_io_executor ex, options o, policy_ops& p, interface_traits t)
       : opts(std::move(o)), strand(asio::make_strand(ex)), hub(logger(opts.verbosity, opts.sink)),
-        gate(reg, strand, opts.quiesce_timeout), feed(opts, hub), versions(opts, strand, hub, p, t),
-        hooks(opts, strand, hub, p, reg, versions), policies(p) {}
+        gate(reg, strand, opts), feed(opts, hub), versions(opts, strand, hub, p, t),
+        hooks(opts, strand, hub, p, reg, versions, threads), policies(p) {}
   core(const core&) = delete;
   core& operator=(const core&) = delete;
 
@@ -43,6 +43,7 @@ struct core {
   lease_gate gate;       // what callers are handed
   change_feed feed;      // plugin directories, filters, debounce
   version_factory versions;
+  hook_threads threads;  // where plugin code runs
   hook_runner hooks;
   policy_ops& policies;  // owned by the front end; unused once it is gone
   lifecycle state = lifecycle::stopped;

@@ -5,6 +5,7 @@
 // the watcher's changes) over the parts in `core`. Every coroutine here runs on the strand.
 
 #include <hotreload/detail/core.hpp>
+#include <hotreload/detail/linux/host_exports.hpp>
 #include <hotreload/detail/plugin_lifecycle.hpp>
 #include <hotreload/detail/transaction.hpp>
 
@@ -25,18 +26,28 @@ public:
   /// references into it (aliasing this object's ownership).
   static std::shared_ptr<engine> create(asio::any_io_executor ex, options o, policy_ops& p, interface_traits t) {
     auto e = std::shared_ptr<engine>(new engine(std::move(ex), std::move(o), p, t));
-    e->c_.versions.set_core(std::shared_ptr<event_hub>(e, &e->c_.hub), std::shared_ptr<registry>(e, &e->c_.reg));
+    auto hub = std::shared_ptr<event_hub>(e, &e->c_.hub);
+    auto reg = std::shared_ptr<registry>(e, &e->c_.reg);
+    e->c_.versions.set_core(hub, reg);
+    e->c_.hooks.set_core(hub, reg);
+    if (!host_exports_symbols())
+      e->c_.hub.log(log_level::warning, {},
+                    "this program does not export its symbols (it was linked without -rdynamic): a plugin that calls a "
+                    "function of the program will fail to load with 'undefined symbol'; link it with export_dynamic: "
+                    "true (meson), hotreload_add_host / ENABLE_EXPORTS (CMake) or -rdynamic");
     return e;
   }
 
   core& parts() noexcept { return c_; }
 
   /// The front end is going: nothing is delivered or handed out any more, the plugins'
-  /// instances are destroyed (without teardown_async) and the policies are left alone.
+  /// instances are destroyed (without teardown_async), the hook threads end and the
+  /// policies are left alone.
   void close() {
     c_.policies.unwatch();
     c_.hub.close();
     c_.reg.close();
+    c_.threads.close();
   }
 
   awaitable<error_info> start() {

@@ -75,11 +75,19 @@ public:
     else if (debug_on())
       log(log_level::debug, name, "Unloaded library of plugin: " + name + " " + ver);
     emit(reload_event{pinned_by ? event_kind::pinned : event_kind::unloaded, name, ver, {}, reload_step::none, {}, {}});
-    if (--live_versions_ == 0) drained_.set();
+    --live_versions_;
+    settle();
   }
-  /// Waits until every version is unmapped, or `deadline`; the number still mapped.
+  /// Plugin code was abandoned (+1) or returned (-1): each abandoned call keeps its version
+  /// mapped for as long as it runs, so drain() does not wait for those.
+  void abandoned(int delta) {
+    abandoned_calls_ += delta;
+    settle();
+  }
+  /// Waits until every version is unmapped but those abandoned calls hold, or `deadline`; the
+  /// number still mapped.
   awaitable<std::size_t> drain(clock::time_point deadline) {
-    if (live_versions_ > 0) {
+    if (live_versions_ > abandoned_calls_) {
       drained_ = async_event();
       co_await drained_.wait_until(deadline);
     }
@@ -97,7 +105,12 @@ private:
   mutable std::mutex mu_;
   std::shared_ptr<const handler_list> handlers_ = std::make_shared<handler_list>(); // copied on write
   std::size_t next_id_ = 0;
+  void settle() {
+    if (live_versions_ <= abandoned_calls_) drained_.set();
+  }
+
   std::size_t live_versions_ = 0; // strand only
+  std::size_t abandoned_calls_ = 0; // strand only
   async_event drained_;           // strand only
 };
 

@@ -7,8 +7,10 @@
 #include <hotreload/detail/registry.hpp>
 #include <hotreload/detail/result.hpp>
 #include <hotreload/detail/sync.hpp>
+#include <hotreload/options.hpp>
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
 #include <string>
@@ -25,8 +27,7 @@ enum class publication {
 
 class lease_gate {
 public:
-  lease_gate(registry& r, strand_t s, std::chrono::milliseconds quiesce_timeout)
-      : reg_(r), strand_(std::move(s)), quiesce_timeout_(quiesce_timeout) {}
+  lease_gate(registry& r, strand_t s, const options& o) : reg_(r), strand_(std::move(s)), opts_(o) {}
 
   /// `v` and `inst` become the entry's serving version; callers get them from now on.
   void install(entry& e, version_ptr v, instance inst, publication how) {
@@ -53,8 +54,9 @@ public:
   void resume(entry& e) { install(e, e.ver, e.inst, publication::resumed); }
 
   /// No new caller gets the serving version, and every plugin_ptr to it is released. Past
-  /// options.quiesce_timeout the step fails; with `restore`, the version then serves again.
-  awaitable<error_info> quiesce(entry& e, bool restore) {
+  /// options.quiesce_timeout (or `window`) the step fails; with `restore`, the version then
+  /// serves again.
+  awaitable<error_info> quiesce(entry& e, bool restore, clock::time_point window) {
     lease_ptr mine; // dropped after the lock: it may be the last reference
     {
       auto l = reg_.lock();
@@ -66,7 +68,9 @@ public:
     auto sig = mine->signal;
     std::weak_ptr<lease_block> weak = mine;
     mine.reset();
-    if (co_await released(sig)) co_return error_info{};
+    auto start = clock::now();
+    auto until = std::min(deadline_after(opts_.quiesce_timeout), window);
+    if (co_await released(sig, until)) co_return error_info{};
     if (restore) {
       {
         auto l = reg_.lock();
@@ -77,9 +81,9 @@ public:
       release_waiters(e, {});
     }
     co_return fail(errc::quiesce_timeout, e.name,
-                   "plugin '" + e.name + "': plugin_ptrs to the old version were still held after " +
-                       std::to_string(quiesce_timeout_.count()) +
-                       " ms; hold plugin_ptrs per request, not for long, or raise options.quiesce_timeout");
+                   "plugin '" + e.name + "': plugin_ptrs to the old version were still held after " + whole_ms(until - start) +
+                       "; hold plugin_ptrs per request, not for long, or raise options.quiesce_timeout (and "
+                       "options.max_caller_wait)");
   }
 
   /// Nothing serves any more; waiting callers get `why`. With `failed`, the entry's version
@@ -108,7 +112,8 @@ public:
   /// The listing shows `err` as the plugin's last error.
   void record_error(entry& e, const error_info& err) { record(reg_.lock()[e], e.name, err); }
 
-  /// async_get's slow path: the serving lease, or wait for the reload under way.
+  /// async_get's slow path: the serving lease, or wait for the reload under way, at most
+  /// options.max_caller_wait.
   void get(const entry_ptr& e, waiter done) {
     error_info err;
     lease_ptr lease;
@@ -116,7 +121,7 @@ public:
       auto l = reg_.lock();
       auto& g = l[*e];
       if (!g.enabled) err = disabled(e->name);
-      else if (g.quiescing) return e->waiters.push_back(std::move(done));
+      else if (g.quiescing) return wait(*e, std::move(done));
       else if (g.lease) lease = g.lease;
       else
         err = fail(errc::plugin_unavailable, e->name,
@@ -137,8 +142,27 @@ private:
     if (g.info.last_error->plugin.empty()) g.info.last_error->plugin = name;
   }
 
-  // Whether the last plugin_ptr of a withdrawn lease went within the quiesce timeout.
-  awaitable<bool> released(std::shared_ptr<release_signal> sig) {
+  // `done` is answered by the end of the reload or stop under way, or at its time limit,
+  // whichever comes first.
+  void wait(entry& e, waiter done) {
+    auto once = std::make_shared<waiter>(std::move(done));
+    auto timer = std::make_shared<asio::steady_timer>(strand_, deadline_after(opts_.max_caller_wait));
+    timer->async_wait([once, timer, name = e.name, limit = opts_.max_caller_wait](boost::system::error_code ec) {
+      if (ec || !*once) return;
+      std::exchange(*once, nullptr)(
+          fail(errc::caller_wait_timeout, name,
+               "plugin '" + name + "' was being reloaded or stopped for longer than " + std::to_string(limit.count()) +
+                   " ms (options.max_caller_wait); call again: the old version serves again once it is back"),
+          nullptr);
+    });
+    e.waiters.push_back([once, timer](error_info err, lease_ptr lease) {
+      timer->cancel();
+      if (*once) std::exchange(*once, nullptr)(std::move(err), std::move(lease));
+    });
+  }
+
+  // Whether the last plugin_ptr of a withdrawn lease went before `until`.
+  awaitable<bool> released(std::shared_ptr<release_signal> sig, clock::time_point until) {
     auto done = std::make_shared<async_event>();
     struct clear_wake {
       std::shared_ptr<release_signal> s;
@@ -152,7 +176,7 @@ private:
       if (sig->released) co_return true;
       sig->wake = [done, s = strand_] { asio::post(s, [done] { done->set(); }); };
     }
-    co_await done->wait_until(deadline_after(quiesce_timeout_));
+    co_await done->wait_until(until);
     std::lock_guard lk(sig->mu);
     co_return sig->released;
   }
@@ -172,7 +196,7 @@ private:
 
   registry& reg_;
   strand_t strand_;
-  std::chrono::milliseconds quiesce_timeout_;
+  const options& opts_;
 };
 
 } // namespace hotreload::detail

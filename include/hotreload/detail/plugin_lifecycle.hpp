@@ -84,17 +84,21 @@ public:
     }
   }
 
-  /// async_stop for one plugin: quiesce, snapshot, teardown_async; then it is gone.
+  /// async_stop for one plugin: quiesce, snapshot, teardown_async (all within
+  /// options.max_caller_wait, each hook also within its own limit); then it is gone.
   awaitable<void> stop_locked(entry& e) {
     e.removed = true;
     auto stopping = fail(errc::stopping, e.name, "plugin '" + e.name + "' is stopping");
     if (!e.inst) co_return c_.gate.take_down(e, stopping, false);
-    if (auto err = co_await c_.gate.quiesce(e, false))
+    hook_threads::burst burst(c_.threads);
+    auto window = deadline_after(c_.opts.max_caller_wait);
+    if (auto err = co_await c_.gate.quiesce(e, false, window))
       c_.hub.log(log_level::warning, e.name, err.message + " (tearing it down anyway: the reloader is stopping)");
     if (c_.policies.preserves_state())
-      if (auto snap = co_await c_.hooks.snapshot(e); snap.error)
+      if (auto snap = co_await c_.hooks.snapshot(e, window); snap.error)
         c_.hub.log(log_level::warning, e.name, "State of plugin " + e.name + " not saved at stop: " + snap.error.message);
-    if (auto err = co_await c_.hooks.call(e.ver, e.inst, hook::teardown)) c_.hub.log(log_level::warning, e.name, err.message);
+    if (auto err = co_await c_.hooks.call(e.ver, e.inst, hook::teardown, window))
+      c_.hub.log(log_level::warning, e.name, err.message);
     auto v = std::exchange(e.ver, nullptr);
     e.inst = {};
     c_.gate.take_down(e, stopping, false);
@@ -110,6 +114,7 @@ private:
     if (c_.policies.preserves_state()) snapshot = c_.policies.load_state(e.name);
     if (snapshot)
       if (auto en = snapshot->if_contains("enabled"); en && en->is_bool()) c_.reg.set_enabled(e, en->get_bool());
+    hook_threads::burst burst(c_.threads);
     auto inst = co_await c_.hooks.bring_up(v, snapshot, nullptr, t0);
     if (!inst) co_return cannot_start(e, v, inst.error, t0);
     c_.gate.install(e, v, std::move(inst.value), publication::started);

@@ -193,10 +193,11 @@ public:
     l.changed();
   }
   bool is_open() { return lock().open(); }
-  /// A released version of `name` stayed mapped.
-  void note_pinned(std::string_view name) {
+  /// One of `name`'s counters in its listing changes by `delta` (a version pinned, a call
+  /// abandoned or returned).
+  void count(std::string_view name, std::size_t plugin_info::*counter, int delta) {
     auto l = lock();
-    if (auto it = l.entries().find(name); it != l.entries().end()) ++l[*it->second].info.pinned_versions;
+    if (auto it = l.entries().find(name); it != l.entries().end()) l[*it->second].info.*counter += delta;
   }
   /// Nothing is handed out any more; the entries (and the instances only they held) are
   /// destroyed, after the mutex is released: plugin destructors may run.

@@ -21,6 +21,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace hotreload::detail {
@@ -34,6 +35,12 @@ inline clock::time_point deadline_after(std::chrono::milliseconds d) {
   return d >= std::chrono::duration_cast<std::chrono::milliseconds>(clock::time_point::max() - now)
              ? clock::time_point::max()
              : now + d;
+}
+
+/// `d` in whole milliseconds, rounded (for messages).
+inline std::string whole_ms(clock::duration d) {
+  using namespace std::chrono;
+  return std::to_string(duration_cast<milliseconds>(d + microseconds(500)).count()) + " ms";
 }
 
 /// A manual-reset event: set() wakes every waiter, and later waits return at once.

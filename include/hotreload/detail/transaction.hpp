@@ -42,6 +42,7 @@ public:
     co_await load_and_validate();
     settle_dependencies();
     keep_affected();
+    hook_threads::burst burst(c_.threads); // the plugin calls come in quick succession
     auto err = co_await quiesce();
     if (!err) err = co_await snapshot();
     if (err) abort(err);
@@ -198,11 +199,15 @@ private:
     order_ = topological(up_);
   }
 
-  // Step 2, dependents first: no caller holds an old version.
+  // Step 2, dependents first: no caller holds an old version. From here until publication
+  // callers wait: what follows must fit in options.max_caller_wait.
   awaitable<error_info> quiesce() {
+    auto start = clock::now();
+    window_ = deadline_after(c_.opts.max_caller_wait);
+    teardown_window_ = std::min(window_, start + c_.opts.max_caller_wait / 2);
     for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
       auto& nd = nodes_[*it];
-      if (auto err = co_await c_.gate.quiesce(*nd.e, true)) co_return err;
+      if (auto err = co_await c_.gate.quiesce(*nd.e, true, window_)) co_return err;
       nd.quiesced = true;
       step(nd, reload_step::quiesced, nd.new_v, "Quiesced");
     }
@@ -213,7 +218,7 @@ private:
   awaitable<error_info> snapshot() {
     for (auto i : order_) {
       auto& nd = nodes_[i];
-      auto snap = co_await c_.hooks.snapshot(*nd.e);
+      auto snap = co_await c_.hooks.snapshot(*nd.e, window_);
       if (snap.error) co_return snap.error;
       if (c_.policies.preserves_state()) step(nd, reload_step::state_saved, nd.new_v, "Saved state");
       nd.snapshot = std::move(snap.value);
@@ -254,7 +259,7 @@ private:
   awaitable<void> tear_down(std::size_t i) {
     auto& nd = nodes_[i];
     if (c_.hub.debug_on()) c_.hub.log(log_level::debug, nd.e->name, "Calling teardown_async for plugin: " + nd.e->name);
-    if (auto err = co_await c_.hooks.call(nd.old_v, nd.old_instance, hook::teardown)) {
+    if (auto err = co_await c_.hooks.call(nd.old_v, nd.old_instance, hook::teardown, teardown_window_)) {
       c_.hub.log(log_level::warning, nd.e->name, err.message);
       c_.gate.record_error(*nd.e, err);
     }
@@ -272,7 +277,8 @@ private:
                                    "plugin '" + e.name + "' cannot start: its dependency '" + nodes_[d].e->name +
                                        "' is unavailable"));
     auto v = nd.back ? nd.old_v : nd.new_v;
-    auto inst = co_await c_.hooks.bring_up(v, nd.snapshot, nd.old_v, t0_);
+    auto window = nd.back ? deadline_after(c_.opts.max_caller_wait) : window_; // a rollback starts anew
+    auto inst = co_await c_.hooks.bring_up(v, nd.snapshot, nd.old_v, t0_, window);
     if (inst) co_return serve(nd, v, std::move(inst.value));
     if (v != nd.old_v || !nd.requested) failed(e, inst.error, v);
     std::string also;
@@ -309,7 +315,7 @@ private:
     }
     auto& nd = nodes_[i];
     auto& e = *nd.e;
-    auto inst = co_await c_.hooks.bring_up(nd.old_v, nd.snapshot, nd.old_v, t0_);
+    auto inst = co_await c_.hooks.bring_up(nd.old_v, nd.snapshot, nd.old_v, t0_, deadline_after(c_.opts.max_caller_wait));
     if (!inst) co_return inst.error;
     c_.gate.install(e, nd.old_v, std::move(inst.value), publication::rebuilt);
     c_.hub.log(log_level::warning, e.name,
@@ -345,6 +351,8 @@ private:
   const std::vector<std::string> names_;
   const std::map<std::string, version_ptr, std::less<>> preloaded_;
   const clock::time_point t0_ = clock::now();
+  clock::time_point window_ = no_window;          // when callers have waited long enough (set at quiesce)
+  clock::time_point teardown_window_ = no_window; // the teardowns' share of it
   first_error first_;
   std::map<std::string, member, std::less<>> members_; // by name: the order locks are taken in
   std::vector<node> nodes_;

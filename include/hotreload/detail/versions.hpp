@@ -61,24 +61,35 @@ public:
     co_return loaded;
   }
 
-  /// Step 5: a new instance of `v`. Its deleter runs the plugin's destructor and then
-  /// releases the version, so the code outlives the object.
-  result<instance> construct(const version_ptr& v) {
+  /// Step 5: the call that makes a new instance of `v` (the plugin's factory, given its
+  /// context) and puts it in `out`; the hook runner runs it on a hook thread. Its deleter runs
+  /// the plugin's destructor and then releases the version, so the code outlives the object.
+  /// The call holds nothing of the reloader's: an abandoned constructor may return after the
+  /// reloader is gone.
+  awaitable<void> construct(const version_ptr& v, std::shared_ptr<result<instance>> out) {
     const auto& name = v->meta.name;
     auto cfg = opts_.plugin_config.if_contains(name);
     plugin_context ctx(name, policies_.executor_keeping(v), plugin_logger(hub_.get_logger(), name),
                        cfg && cfg->is_object() ? cfg->get_object() : boost::json::object(), opts_.shared,
                        resolver_for(v->meta));
-    std::string why;
-    void* raw = v->library.create(ctx, why);
-    if (!raw)
-      return {{}, fail(errc::construct_failed, name,
-                       "plugin '" + name + "' " + v->meta.version + ": constructor threw: " + why +
-                           "; fix the constructor (do slow or failing work in setup_async)")};
-    return {instance{std::shared_ptr<plugin>(traits_.upcast(raw), [v](plugin* p) { delete p; }), raw}};
+    return create(std::move(ctx), v, traits_, std::move(out));
   }
 
 private:
+  static awaitable<void> create(plugin_context ctx, version_ptr v, interface_traits traits,
+                                std::shared_ptr<result<instance>> out) {
+    std::string why;
+    void* raw = v->library.create(ctx, why);
+    if (!raw) {
+      const auto& name = v->meta.name;
+      *out = {{}, fail(errc::construct_failed, name,
+                       "plugin '" + name + "' " + v->meta.version + ": constructor threw: " + why +
+                           "; fix the constructor (do slow or failing work in setup_async)")};
+      co_return;
+    }
+    *out = {instance{std::shared_ptr<plugin>(traits.upcast(raw), [v](plugin* p) { delete p; }), raw}};
+  }
+
   // The last reference may drop anywhere, even inside plugin code still on the stack (a
   // plugin's completion handler being destroyed), so the unmapping always runs later, in a
   // handler of our own on the strand.
@@ -98,7 +109,7 @@ private:
         owned.reset();
         bool pinned = still_loaded(image); // never reported as unloaded if it is not
         if (pinned)
-          if (auto r = reg.lock()) r->note_pinned(name);
+          if (auto r = reg.lock()) r->count(name, &plugin_info::pinned_versions, +1);
         auto causes = pinned ? pin_causes(findings) : std::string();
         if (auto h = hub.lock()) h->version_released(name, ver, pinned ? &causes : nullptr);
       });
