@@ -12,7 +12,7 @@ root = pathlib.Path(__file__).resolve().parent.parent
 sources = {}
 for d in ("examples", "include", "benchmarks", "tests/consumers"):
     for f in (root / d).rglob("*"):
-        if (f.suffix in (".cpp", ".hpp", ".sh", ".build") or f.name == "CMakeLists.txt") and f.is_file():
+        if (f.suffix in (".cpp", ".hpp", ".sh", ".build") or f.name == "CMakeLists.txt" or f.suffix == ".cmake") and f.is_file():
             sources[f.relative_to(root)] = [l.strip() for l in f.read_text().splitlines() if l.strip()]
 
 
