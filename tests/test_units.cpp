@@ -2,6 +2,8 @@
 // dependency graph, the strand primitives, the Linux file checks, and the policy concepts.
 #include <hotreload/abi.hpp>
 #include <hotreload/detail/graph.hpp>
+#include <hotreload/detail/hook_threads.hpp>
+#include <hotreload/detail/keepalive_executor.hpp>
 #include <hotreload/detail/linux/host_exports.hpp>
 #include <hotreload/detail/linux/probe.hpp>
 #include <hotreload/detail/linux/shadow_copy.hpp>
@@ -96,6 +98,14 @@ static_assert(hr::state_store<hr::null_state>);
 static_assert(!hr::state_store<no_flag_state>);
 static_assert(hr::named_interface<test::counter_iface>);
 static_assert(!hr::named_interface<hr::plugin>);
+// The executors a plugin's code runs on fit in any_io_executor's own storage. A larger one
+// goes behind Asio's shared_target_executor, whose count ends with a standalone fence that
+// ThreadSanitizer cannot see: it reports a data race at every last release (in users'
+// programs too).
+static_assert(sizeof(hr::detail::keepalive_executor<hr::detail::hook_threads::executor_type>) <=
+              sizeof(std::shared_ptr<void>) + sizeof(void*));
+static_assert(sizeof(hr::detail::keepalive_executor<hr::asio::any_io_executor>) <=
+              sizeof(std::shared_ptr<void>) + sizeof(void*));
 
 TEST_CASE("semver requirements") {
   using hotreload::detail::satisfies;
