@@ -11,11 +11,13 @@
 #include <hotreload/plugin_ptr.hpp>
 #include <hotreload/options.hpp>
 #include <hotreload/events.hpp>
+#include <hotreload/acceptance.hpp>
 #include <hotreload/watcher/watcher.hpp>
 #include <hotreload/watcher/manual_watcher.hpp>
 #include <hotreload/watcher/inotify_watcher.hpp>
 #include <hotreload/watcher/polling_watcher.hpp>
 #include <hotreload/watcher/default_watcher.hpp>
+#include <hotreload/watcher/rebuild_watcher.hpp>
 #include <hotreload/loader/loader.hpp>
 #include <hotreload/loader/dll_loader.hpp>
 #include <hotreload/state/state_store.hpp>

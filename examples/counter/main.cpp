@@ -87,6 +87,20 @@ int main(int argc, char** argv) {
   asio::io_context io;
   auto work = asio::make_work_guard(io);
   reloader_type reloader(io.get_executor(), opts);
+  // The host's last word on a new version: no downgrades (a rollback is never asked about).
+  reloader.set_acceptance_check([](hr::candidate<command_plugin> c) -> asio::awaitable<hr::verdict> {
+    auto order = c.old_version ? hr::compare_versions(c.new_version.version, c.old_version->version) : 1;
+    if (order && *order < 0)
+      co_return hr::verdict::refuse(c.new_version.version + " is older than " + c.old_version->version +
+                                    " (downgrades are refused)");
+    co_return hr::verdict::accept();
+  });
+  // An action after each reload: the events say what happened, on the reloader's strand.
+  reloader.subscribe([](const hr::reload_event& e) {
+    if (e.kind == hr::event_kind::reloaded)
+      std::cout << "(" << e.plugin << " " << e.old_version << " -> " << e.new_version << " in "
+                << std::chrono::duration_cast<std::chrono::milliseconds>(e.duration).count() << " ms)" << std::endl;
+  });
 
   // Standard input is read on its own thread (it may be a file, a pipe or a terminal);
   // each line runs on the io_context, one after the other.

@@ -19,6 +19,12 @@ fail() { echo "counter test failed: $*"; echo "--- output:"; cat "$work/out"; ex
 expect() {
   grep -m1 -q -- "$1" < <(timeout 30 tail -n +1 -f "$work/out" 2>/dev/null) || fail "no line matching '$1'"
 }
+# Waits (at most 30 s) until $2 lines of output match $1.
+expect_n() {
+  local n
+  n=$(grep -m "$2" -- "$1" < <(timeout 30 tail -n +1 -f "$work/out" 2>/dev/null) | wc -l) || true
+  [ "$n" -eq "$2" ] || fail "$n lines matching '$1', not $2"
+}
 send() { printf '%s\n' "$*" >&3; }
 
 send counter increment
@@ -48,6 +54,17 @@ send counter increment
 expect "^count = 4 (counter 2.0.0)"
 send reload nothing
 expect "^error: .*nothing"
+
+# An older build is refused by the host's acceptance check; 2.0.0 serves on, with its count.
+cp "$built/counter_cli_old.so" "$work/plugins/.counter.so.new"
+mv "$work/plugins/.counter.so.new" "$work/plugins/counter.so"
+expect "refused by the host's acceptance check: 1.9.0 is older than 2.0.0 (downgrades are refused)"
+send counter show
+expect "^count = 4 (counter 2.0.0)"
+# 2.0.0 again: accepted; the host's action after a reload prints it.
+cp "$built/counter_cli_v2.so" "$work/plugins/.counter.so.new"
+mv "$work/plugins/.counter.so.new" "$work/plugins/counter.so"
+expect_n "^(counter 2.0.0 -> 2.0.0 in [0-9]* ms)" 2 # the manual reload's, and this one's
 send quit
 exec 3>&-
 status=0

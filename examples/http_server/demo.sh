@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# The hotreload demo: starts the HTTP server example on its plugins, sends it requests, then
-# edits the greeter plugin's source (a copy), rebuilds it with the commands meson uses for
-# it, installs the new library and shows the running server answering with the new text,
-# its counter unchanged. Exits 0 when all of that happened, within a minute.
+# The hotreload demo, the edit-save-serve loop: starts the HTTP server example with a build
+# command for the greeter plugin (--rebuild) and the greeter's source directory (--sources),
+# sends it requests, then edits the greeter's source three times, as a developer would:
+#   1. a new greeting: the server builds it, reloads it, and answers with it;
+#   2. a compile error: the server logs the compiler's error, the old greeter answers on;
+#   3. the fix: built, reloaded, answering; the counter plugin kept its count throughout.
+# The build is the one meson runs for the greeter target, replayed by a private ninja file
+# on a copy of the source (the checkout is never touched). Exits 0 when all of that
+# happened, within a minute.
 #
 #   examples/http_server/demo.sh [BUILD_DIR]    (default: build, configured by meson)
 set -euo pipefail
@@ -32,10 +37,11 @@ show_log() {
   if [ "$total" -gt "$shown" ]; then sed -n "$((shown + 1)),${total}p" "$log" | sed 's/^/    server| /'; fi
   shown=$total
 }
-# Waits (at most 30 s) until the server's output has a line matching $1: the library's own
-# log lines are the events to wait on.
+# Waits (at most 30 s) until the server's output has a line matching $1 after the lines
+# already shown: the library's own log lines are the events to wait on.
 wait_for() {
-  grep -m1 -q -- "$1" < <(timeout 30 tail -n +1 -f "$log" 2>/dev/null) || fail "no '$1' from the server within 30 s"
+  grep -m1 -q -- "$1" < <(timeout 30 tail -n +"$((shown + 1))" -f "$log" 2>/dev/null) ||
+    fail "no '$1' from the server within 30 s"
 }
 # request METHOD PATH: prints the exchange; the body is left in $body, the version in $version.
 request() {
@@ -46,48 +52,77 @@ request() {
   printf '  %-30s -> %s%s\n' "$1 $2" "$(head -n1 "$work/headers" | tr -d '\r')" "${version:+ (X-Plugin-Version: $version)}"
   printf '  %s\n' "$body"
 }
+# edit SED_SCRIPT: edits the greeter's source in place and shows the change.
+edit() {
+  cp "$work/src/greeter.cpp" "$work/previous.cpp"
+  sed -i "$1" "$work/src/greeter.cpp"
+  diff -u "$work/previous.cpp" "$work/src/greeter.cpp" --label greeter.cpp --label greeter.cpp | grep '^[-+][^-+]' || true
+}
 
-step "1. start the server on a copy of the plugins: $work/plugins"
-mkdir -p "$work/plugins" "$work/src"
+step "1. a build for the greeter: meson's compile and link commands, on a copy of its source"
+mkdir -p "$work/plugins" "$work/src" "$work/obj"
+cp "$here/plugins/greeter.cpp" "$work/src/greeter.cpp"
 cp "$build/examples/http_server/greeter.so" "$build/examples/http_server/counter.so" "$work/plugins/"
+# `ninja -t commands` prints them (run in the build directory); only the source, object and
+# library paths change. The compiler's depfile lets ninja follow the headers too.
+commands=$(cd "$build" && ninja -t commands examples/http_server/greeter.so)
+commands=$(sed -E -e "s#[^ ]*examples/http_server/plugins/greeter\.cpp#$work/src/greeter.cpp#" \
+                  -e "s#examples/http_server/greeter\.so\.p/plugins_greeter\.cpp\.o#$work/obj/greeter.o#g" \
+                  -e "s#-o examples/http_server/greeter\.so #-o $work/plugins/greeter.so #" <<< "$commands")
+compile=$(sed -n 1p <<< "$commands")
+link=$(sed -n 2p <<< "$commands")
+cat > "$work/build.ninja" <<NINJA
+rule compile
+  command = cd $build && $compile
+  depfile = $work/obj/greeter.o.d
+  deps = gcc
+  description = compiling greeter.cpp
+rule link
+  command = cd $build && $link
+  description = linking greeter.so
+build $work/obj/greeter.o: compile $work/src/greeter.cpp
+build $work/plugins/greeter.so: link $work/obj/greeter.o
+NINJA
+printf '  build command: ninja -C %s   (watching %s)\n' "$work" "$work/src"
+
+step "2. start the server: --plugins $work/plugins --rebuild \"ninja -C $work\" --sources $work/src"
 : > "$log" # exists before anyone waits on it
-"$build/examples/http_server/http_server" --plugins "$work/plugins" --port 0 --threads 2 > "$log" 2>&1 &
+"$build/examples/http_server/http_server" --plugins "$work/plugins" --port 0 --threads 2 \
+  --rebuild "ninja -C $work" --sources "$work/src" > "$log" 2>&1 &
 server=$!
 wait_for "^listening on "
 address=$(sed -n 's/^listening on //p' "$log")
 show_log
-
-step "2. requests"
 request GET "/hello?name=world"
 for _ in 1 2 3; do request POST /counter/increment; done
 count_before=$(sed -n 's/.*"count":\([0-9]*\).*/\1/p' <<< "$body")
 
-step "3. edit the greeter's source: \"Hello\" becomes \"Bonjour\", version 1.1.0"
-cp "$here/plugins/greeter.cpp" "$work/src/greeter.cpp"
-sed -i -e 's/greeting = "Hello"/greeting = "Bonjour"/' -e 's/"version": "1.0.0"/"version": "1.1.0"/' "$work/src/greeter.cpp"
-diff -u "$here/plugins/greeter.cpp" "$work/src/greeter.cpp" --label greeter.cpp --label greeter.cpp | grep '^[-+][^-+]' || true
-
-step "4. rebuild it with the compile and link commands meson uses for the greeter target"
-# `ninja -t commands` prints them; only the source, object and library paths change.
-commands=$(cd "$build" && ninja -t commands examples/http_server/greeter.so)
-commands=$(sed -E -e "s#[^ ]*examples/http_server/plugins/greeter\.cpp#$work/src/greeter.cpp#" \
-                  -e "s#examples/http_server/greeter\.so\.p/plugins_greeter\.cpp\.o#$work/src/greeter.o#g" \
-                  -e "s#-o examples/http_server/greeter\.so #-o $work/src/greeter.so #" <<< "$commands")
-while IFS= read -r command; do
-  printf '  $ %s\n' "${command:0:110}..."
-  (cd "$build" && eval "$command") || fail "the rebuild failed"
-done <<< "$commands"
-
-step "5. install the new library the way builds should: write it aside, rename it into place"
-cp "$work/src/greeter.so" "$work/plugins/.greeter.so.new"
-mv "$work/plugins/.greeter.so.new" "$work/plugins/greeter.so"
+step "3. edit and save: \"Hello\" becomes \"Bonjour\", version 1.1.0 (the server builds and reloads by itself)"
+edit 's/greeting = "Hello"/greeting = "Bonjour"/; s/"version": "1.0.0"/"version": "1.1.0"/'
 wait_for "reloaded plugin: greeter"
 show_log
-
-step "6. the same server, without a restart"
 request GET "/hello?name=world"
 grep -q "^Bonjour, world!" <<< "$body" || fail "the greeter did not change its answer"
 [ "$version" = "1.1.0" ] || fail "the greeter's version is '$version', not 1.1.0"
+
+step "4. edit and save with a compile error: the server shows it, the old greeter answers on"
+edit 's/greeting = "Bonjour"/greeting = Hallo/; s/"version": "1.1.0"/"version": "1.2.0"/'
+wait_for "Build failed"
+wait_for "error:"
+show_log
+request GET "/hello?name=world"
+grep -q "^Bonjour, world!" <<< "$body" || fail "the old greeter did not answer after the failed build"
+[ "$version" = "1.1.0" ] || fail "the greeter's version is '$version', not 1.1.0"
+
+step "5. fix it and save: built, reloaded, answering"
+edit 's/greeting = Hallo/greeting = "Hallo"/'
+wait_for "reloaded plugin: greeter"
+show_log
+request GET "/hello?name=world"
+grep -q "^Hallo, world!" <<< "$body" || fail "the fixed greeter did not answer"
+[ "$version" = "1.2.0" ] || fail "the greeter's version is '$version', not 1.2.0"
+
+step "6. the counter, untouched by all of it, and reloaded on request: its count is kept"
 request GET /counter
 count_after=$(sed -n 's/.*"count":\([0-9]*\).*/\1/p' <<< "$body")
 [ "$count_after" = "$count_before" ] || fail "the counter changed from $count_before to $count_after"
@@ -104,5 +139,5 @@ wait "$server" || status=$?
 server=""
 show_log
 [ "$status" -eq 0 ] || fail "the server exited with status $status"
-printf '\n%sdemo passed:%s the greeter changed its answer in a running server; the counter kept %s.\n' \
+printf '\n%sdemo passed:%s three edits of a running server: built and served, refused with the compiler'"'"'s error, fixed and served; the counter kept %s.\n' \
   "$bold" "$plain" "$count_after"

@@ -2,6 +2,12 @@
 // runs. Requests that arrive during a reload wait for it and are answered by the new version.
 //
 //   http_server --plugins DIR [--address 127.0.0.1] [--port 0] [--threads 2] [--debounce-ms 50]
+//               [--rebuild "BUILD COMMAND" --sources DIR...]
+//
+// With --rebuild, the server closes the edit-save-serve loop: a change under a --sources
+// directory runs the build command (e.g. "ninja -C build"), and the libraries it writes
+// into the plugin directory are reloaded; a failed build is logged with the compiler's first
+// error lines while the loaded versions serve on.
 //
 // Routes: GET /hello?name=X (plugin "greeter"), POST /counter/increment and GET /counter
 // (plugin "counter"), GET /plugins (the reloader's view), POST /plugins/NAME/reload.
@@ -25,6 +31,7 @@
 
 #include <csignal>
 #include <ctime>
+#include <filesystem>
 #include <iostream>
 #include <string_view>
 #include <thread>
@@ -52,13 +59,17 @@ struct settings {
   unsigned threads = 2;
   std::string plugins;
   std::chrono::milliseconds debounce{50};
+  std::string rebuild;
+  std::vector<std::filesystem::path> sources;
 };
 
 class server {
 public:
   server(asio::io_context& io, const settings& s)
       : io_(io), strand_(asio::make_strand(io)), acceptor_(strand_), signals_(strand_, SIGINT, SIGTERM),
-        reloader_(io.get_executor(), hr::options{.plugin_dirs = {s.plugins}, .debounce = s.debounce}),
+        reloader_(io.get_executor(), hr::options{.plugin_dirs = {s.plugins},
+                                                 .debounce = s.debounce,
+                                                 .rebuild = {.command = s.rebuild, .sources = s.sources}}),
         endpoint_(asio::ip::make_address(s.address), s.port) {}
 
   // Loads the plugins, then accepts connections until SIGINT/SIGTERM.
@@ -247,13 +258,15 @@ private:
   asio::strand<asio::io_context::executor_type> strand_; // acceptor and signals
   tcp::acceptor acceptor_;
   asio::signal_set signals_;
-  hr::hot_reloader<http_handler> reloader_;
+  // rebuild_watcher: inotify on the plugins, and, given a build command, on the sources.
+  hr::basic_hot_reloader<http_handler, hr::rebuild_watcher<>> reloader_;
   tcp::endpoint endpoint_;
 };
 
 static int usage(const char* why) {
   std::cerr << "http_server: " << why
-            << "\nusage: http_server --plugins DIR [--address 127.0.0.1] [--port 0] [--threads 2] [--debounce-ms 50]\n";
+            << "\nusage: http_server --plugins DIR [--address 127.0.0.1] [--port 0] [--threads 2] [--debounce-ms 50]\n"
+               "                   [--rebuild \"BUILD COMMAND\" --sources DIR...]\n";
   return 2;
 }
 
@@ -269,6 +282,8 @@ int main(int argc, char** argv) {
       else if (arg == "--port") s.port = static_cast<unsigned short>(std::stoul(value));
       else if (arg == "--threads") s.threads = static_cast<unsigned>(std::stoul(value));
       else if (arg == "--debounce-ms") s.debounce = std::chrono::milliseconds(std::stoul(value));
+      else if (arg == "--rebuild") s.rebuild = value;
+      else if (arg == "--sources") s.sources.push_back(value);
       else return usage(("unknown option " + std::string(arg)).c_str());
     }
   } catch (const std::exception&) {
@@ -276,6 +291,7 @@ int main(int argc, char** argv) {
   }
   if (s.plugins.empty()) return usage("--plugins DIR is required");
   if (s.threads == 0) return usage("--threads must be at least 1");
+  if (s.rebuild.empty() != s.sources.empty()) return usage("--rebuild and --sources go together");
 
   asio::io_context io(static_cast<int>(s.threads));
   int status = 0;

@@ -2,6 +2,7 @@
 #define HOTRELOAD_BASIC_HOT_RELOADER_HPP
 
 #include <hotreload/abi.hpp>
+#include <hotreload/acceptance.hpp>
 #include <hotreload/config.hpp>
 #include <hotreload/detail/async.hpp>
 #include <hotreload/detail/engine.hpp>
@@ -159,6 +160,18 @@ public:
 
   std::vector<plugin_info> plugins() const { return engine_->parts().reg.infos(); }
   std::optional<plugin_info> info(std::string_view name) const { return engine_->parts().reg.info(name); }
+
+  /// The host's last word on every new version: `check` runs on its instance after
+  /// setup_async (first load) or on_reload_async (reload), before it serves, and may refuse
+  /// it (see acceptance_check). Replaces the previous check; an empty one removes it.
+  void set_acceptance_check(acceptance_check<Interface> check) {
+    detail::acceptance_fn fn;
+    if (check)
+      fn = [check = std::move(check)](const plugin_metadata* old_v, const plugin_metadata& new_v, void* iface) {
+        return check(candidate<Interface>{old_v, new_v, *static_cast<Interface*>(iface)});
+      };
+    engine_->parts().hooks.set_acceptance_check(std::move(fn));
+  }
 
   /// Calls `handler` for every event, on the reloader's strand. Returns an id for unsubscribe.
   std::size_t subscribe(event_handler handler) { return engine_->parts().hub.subscribe(std::move(handler)); }

@@ -44,6 +44,9 @@ enum class errc {
   state_migration_failed, ///< the new version's migrate_state refused or failed to convert the old state
   untrusted_file,       ///< the library or a directory above it failed a trust check (options.trust)
   caller_wait_timeout,  ///< an async_get waited options.max_caller_wait for a reload or stop of its plugin
+  not_accepted,         ///< the host's acceptance check refused the new version (or did not answer in time)
+  build_failed,         ///< rebuild_watcher: the build command failed, or could not be run
+  bad_rebuild_setup,    ///< rebuild_watcher: options.rebuild names no command, or an unreadable source list
 };
 
 /// The error category of hotreload::errc ("hotreload").
@@ -84,6 +87,9 @@ public:
     case errc::state_migration_failed: return "state migration failed";
     case errc::untrusted_file: return "untrusted plugin file";
     case errc::caller_wait_timeout: return "waited too long for a reload of the plugin";
+    case errc::not_accepted: return "the host's acceptance check refused the plugin";
+    case errc::build_failed: return "the build failed";
+    case errc::bad_rebuild_setup: return "rebuild options are incomplete or wrong";
     }
     return "unknown hotreload error";
   }

@@ -27,6 +27,9 @@ enum class event_kind {
   disabled,
   abandoned,      ///< plugin code (a constructor or hook) ran past its limit and was abandoned (error says which)
   returned,       ///< abandoned plugin code returned at last (duration: since it was called)
+  build_started,  ///< rebuild_watcher ran the build command (detail: the command)
+  build_succeeded, ///< the build finished with exit status 0 (duration: the build's)
+  build_failed,   ///< the build failed (error: its exit status; detail: the compiler's first error lines)
 };
 
 /// The steps of the reload transaction, in order.
@@ -54,6 +57,7 @@ struct reload_event {
   reload_step step = reload_step::none;
   std::chrono::nanoseconds duration{}; ///< since the operation (or the step) started
   error_info error{};                  ///< set for load_failed, reload_failed, rollbacks
+  std::string detail{};                ///< build events: see event_kind
 };
 
 using event_handler = std::function<void(const reload_event&)>;
@@ -75,6 +79,9 @@ inline std::string_view to_string(event_kind k) noexcept {
   case event_kind::disabled: return "disabled";
   case event_kind::abandoned: return "abandoned";
   case event_kind::returned: return "returned";
+  case event_kind::build_started: return "build_started";
+  case event_kind::build_succeeded: return "build_succeeded";
+  case event_kind::build_failed: return "build_failed";
   }
   return "?";
 }

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +32,15 @@ struct plugin_metadata {
   std::int64_t state_version = 1;
   boost::json::object raw; ///< the whole object, with any extra fields
 };
+
+/// Compares two versions as `depends_on` requirements do (major.minor.patch, a pre-release
+/// before its release: "1.2.0-rc1" < "1.2.0"): negative, zero or positive; nothing if either
+/// cannot be parsed. For acceptance checks, e.g. refusing downgrades.
+inline std::optional<int> compare_versions(std::string_view a, std::string_view b) {
+  auto va = detail::semver::parse(a), vb = detail::semver::parse(b);
+  if (!va || !vb) return std::nullopt;
+  return compare(*va, *vb);
+}
 
 /// Longest metadata text accepted; anything longer is refused before parsing.
 inline constexpr std::size_t max_metadata_size = 64 * 1024;

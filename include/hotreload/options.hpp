@@ -26,6 +26,39 @@ struct hook_timeouts {
   std::chrono::milliseconds get_state{5'000};
   std::chrono::milliseconds set_state{5'000};
   std::chrono::milliseconds construct{5'000};
+  /// The host's acceptance check (basic_hot_reloader::set_acceptance_check).
+  std::chrono::milliseconds accept{5'000};
+};
+
+/// What rebuild_watcher runs, and on which changes.
+struct rebuild_options {
+  /// The build, run by `/bin/sh -c` in `directory`: `ninja -C build`, `meson compile -C
+  /// build greeter`, `cmake --build build --target greeter`... Required by rebuild_watcher.
+  std::string command{};
+  /// Where the command runs. Empty: the program's working directory.
+  std::filesystem::path directory{};
+  /// Source trees watched (recursively) for changes.
+  std::vector<std::filesystem::path> sources{};
+  /// A build's compile_commands.json (meson and CMake write one): the directories of the
+  /// files it lists are watched too, and it is read again after every build.
+  std::filesystem::path compile_commands{};
+  /// Only files whose name matches one of these start a build; empty: default_globs() (C
+  /// and C++ sources and headers, meson.build, CMakeLists.txt, *.cmake). Names that begin
+  /// with `.` (editors' swap and lock files) and files inside a build tree (a directory
+  /// holding build.ninja, CMakeCache.txt or meson-private, and everything below it) never do.
+  std::vector<std::string> globs{};
+  /// Saves within this window start one build (an editor's "save all" writes several files).
+  std::chrono::milliseconds debounce{25};
+  /// A build running longer is stopped (its process group gets SIGTERM, then SIGKILL) and
+  /// counts as failed.
+  std::chrono::milliseconds timeout{600'000};
+  /// How many of the compiler's lines a build_failed carries (from its first error on).
+  std::size_t error_lines = 12;
+
+  static std::vector<std::string> default_globs() {
+    return {"*.c",   "*.cc",  "*.cpp", "*.cxx", "*.c++", "*.h",    "*.hh",        "*.hpp",          "*.hxx",
+            "*.h++", "*.ipp", "*.inl", "*.tpp", "*.ixx", "*.cppm", "meson.build", "CMakeLists.txt", "*.cmake"};
+  }
 };
 
 /// Checks a library file must pass before it is loaded, so that nobody but the operator can
@@ -67,6 +100,8 @@ struct options {
   /// What a deleted library does to its running plugin. A rebuild often deletes the file
   /// before writing the new one, so by default the loaded version keeps serving.
   remove_action on_remove = remove_action::keep;
+  /// What rebuild_watcher runs, and on which changes (unused by the other watchers).
+  rebuild_options rebuild{};
   /// Scan interval of polling_watcher.
   std::chrono::milliseconds poll_interval{100};
   /// Where shadow copies are loaded from. Empty: `<temp dir>/hotreload-<uid>`. Each

@@ -107,12 +107,19 @@ public:
   /// Takes a watcher's report: what concerns plugin libraries joins the debounce window.
   /// True if a window opened, so that someone must now await settle().
   bool take(std::vector<file_change> changes) {
-    for (auto& c : changes) note(c);
+    bool settled = !changes.empty();
+    for (auto& c : changes) {
+      note(c);
+      settled = settled && c.settled;
+    }
     if (pending_.empty() && !rescan_pending_) return false;
     auto now = clock::now();
     if (!window_start_) window_start_ = now;
-    // Each change restarts the window, up to ten windows after the first change.
-    window_end_ = std::min(now + opts_.debounce, *window_start_ + 10 * opts_.debounce);
+    // Each change restarts the window, up to ten windows after the first change; changes
+    // whose writer is known to be done close it at once.
+    window_end_ = settled ? now : std::min(now + opts_.debounce, *window_start_ + 10 * opts_.debounce);
+    if (settled)
+      if (auto wake = wake_.lock()) wake->set();
     return !std::exchange(settling_, true);
   }
 

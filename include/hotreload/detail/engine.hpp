@@ -63,7 +63,10 @@ public:
     c_.state = lifecycle::running;
     auto loaded = co_await load_files(std::move(files.value));
     // Missing directories too (with allow_missing_dirs): watchers pick them up once they exist.
-    if (auto err = c_.policies.watch(c_.feed.dirs(), deliver())) co_return err;
+    if (auto err = c_.policies.watch(c_.feed.dirs(), deliver(), reporter())) {
+      c_.hub.log(log_level::error, {}, "The watcher did not start: " + err.message);
+      co_return err;
+    }
     co_await rescan(); // what changed between the first scan and the watch
     co_return loaded.error;
   }
@@ -145,6 +148,19 @@ private:
         if (self && session == self->session_ && self->c_.reg.is_open()) self->on_changes(std::move(changes));
       });
     };
+  }
+
+  // What a reporting watcher logs and emits: events go through the strand, in order with the
+  // reloader's own, while the front end is there.
+  watch_reporter reporter() {
+    watch_reporter r;
+    r.log = [log = c_.hub.get_logger()](log_level l, std::string_view m) { log.log(l, {}, m); };
+    r.emit = [weak = weak_from_this(), strand = c_.strand](reload_event ev) {
+      asio::post(strand, [weak, ev = std::move(ev)] {
+        if (auto self = weak.lock(); self && self->c_.reg.is_open()) self->c_.hub.emit(ev);
+      });
+    };
+    return r;
   }
 
   void on_changes(std::vector<file_change> changes) {

@@ -5,6 +5,7 @@
 // may take; one runner that calls any of them under its time limit; and the sequences built
 // from them (bringing an instance up, taking a snapshot).
 
+#include <hotreload/acceptance.hpp>
 #include <hotreload/detail/event_hub.hpp>
 #include <hotreload/detail/hook_threads.hpp>
 #include <hotreload/detail/keepalive_executor.hpp>
@@ -22,13 +23,18 @@
 #include <boost/json/value.hpp>
 
 #include <atomic>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 
 namespace hotreload::detail {
 
-enum class hook { construct, setup, teardown, on_reload, get_state, set_state, migrate_state };
+enum class hook { construct, setup, teardown, on_reload, get_state, set_state, migrate_state, accept };
+
+/// The host's acceptance check, for any interface: (old version or null, new version, the
+/// new instance as an Interface*).
+using acceptance_fn = std::function<awaitable<verdict>(const plugin_metadata*, const plugin_metadata&, void*)>;
 
 struct hook_spec {
   const char* name;
@@ -48,6 +54,7 @@ inline const hook_spec& spec(hook h) {
       {"set_reload_state", errc::state_restore_failed, &hook_timeouts::set_state, "set_state", ""},
       {"migrate_state", errc::state_migration_failed, &hook_timeouts::set_state, "set_state",
        "; implement migrate_state(from_version, state) to convert it, or keep the state_version"},
+      {"the host's acceptance check", errc::not_accepted, &hook_timeouts::accept, "accept", ""},
   };
   return table[static_cast<int>(h)];
 }
@@ -122,6 +129,12 @@ public:
     co_return error_info{};
   }
 
+  /// The check every new version's instance must pass before it serves (empty: none).
+  void set_acceptance_check(acceptance_fn f) {
+    std::lock_guard lk(check_mu_);
+    check_ = f ? std::make_shared<const acceptance_fn>(std::move(f)) : nullptr;
+  }
+
   /// setup_async, teardown_async or on_reload_async of `inst`, a `v` instance.
   awaitable<error_info> call(const version_ptr& v, const instance& inst, hook h, clock::time_point window = no_window) {
     return run(v, h, lifecycle(inst.object, h), window);
@@ -149,6 +162,11 @@ public:
     const hook h = old_v ? hook::on_reload : hook::setup;
     if (auto err = co_await call(v, inst->value, h, window)) co_return result<instance>{{}, err};
     step(reload_step::reload_hook, "Called on_reload_async");
+    if (v != old_v) // a new version (not a rollback, nor a rebuild on the same version)
+      if (auto err = co_await accept(v, inst->value, old_v, window)) {
+        co_await call(v, inst->value, hook::teardown, window); // it came up: it goes down
+        co_return result<instance>{{}, err};
+      }
     co_return std::move(*inst);
   }
 
@@ -170,6 +188,30 @@ public:
   }
 
 private:
+  // The host's acceptance check on `inst`, the new `v` about to replace `old_v` (or null).
+  awaitable<error_info> accept(const version_ptr& v, const instance& inst, const version_ptr& old_v,
+                               clock::time_point window) {
+    std::shared_ptr<const acceptance_fn> check;
+    {
+      std::lock_guard lk(check_mu_);
+      check = check_;
+    }
+    if (!check) co_return error_info{};
+    auto answer = std::make_shared<verdict>();
+    auto err = co_await run(v, hook::accept, ask(std::move(check), old_v, v, inst, answer), window);
+    if (!err && !answer->accepted)
+      err = fail(errc::not_accepted, v->meta.name,
+                 "plugin '" + v->meta.name + "' " + v->meta.version + " was refused by the host's acceptance check: " +
+                     (answer->reason.empty() ? std::string("(no reason given)") : answer->reason));
+    if (err) err.code = make_error_code(errc::not_accepted); // a late answer refuses too
+    co_return err;
+  }
+  // Holds both versions and the instance for as long as the check runs (even abandoned).
+  static awaitable<void> ask(std::shared_ptr<const acceptance_fn> check, version_ptr old_v, version_ptr v,
+                             instance inst, std::shared_ptr<verdict> out) {
+    *out = co_await (*check)(old_v ? &old_v->meta : nullptr, v->meta, inst.iface);
+  }
+
   struct call_state {
     // The hook threads' io_context, kept until the call's last trace is gone: the cancel
     // signal's handler holds a strand of it, and may go on the program's thread, late.
@@ -260,6 +302,8 @@ private:
   hook_threads& threads_;
   std::weak_ptr<event_hub> weak_hub_;
   std::weak_ptr<registry> weak_reg_;
+  std::mutex check_mu_;
+  std::shared_ptr<const acceptance_fn> check_;
 };
 
 } // namespace hotreload::detail

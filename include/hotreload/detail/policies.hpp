@@ -27,7 +27,8 @@ class policy_ops {
 public:
   /// A fresh mapping of `file` (the Loader's async_load if it has one, else its load).
   virtual awaitable<result<loaded_library>> load(std::filesystem::path file) = 0;
-  virtual error_info watch(const std::vector<std::filesystem::path>& dirs, change_handler on_change) = 0;
+  virtual error_info watch(const std::vector<std::filesystem::path>& dirs, change_handler on_change,
+                           watch_reporter report) = 0;
   virtual void unwatch() = 0;
   virtual bool preserves_state() const noexcept = 0;
   virtual error_info save_state(std::string_view plugin, const boost::json::object& snapshot) = 0;
@@ -50,6 +51,16 @@ struct interface_traits {
     return {make_abi_tag<Interface>(), [](void* p) noexcept -> plugin* { return static_cast<Interface*>(p); }};
   }
 };
+
+/// A policy built from whatever it accepts: (executor, options), (executor), (options) or
+/// nothing. Returned as a prvalue, so that it need not be movable.
+template <class P, class Executor>
+P make_policy(const Executor& ex, const options& o) {
+  if constexpr (std::constructible_from<P, Executor, const options&>) return P(ex, o);
+  else if constexpr (std::constructible_from<P, Executor>) return P(ex);
+  else if constexpr (std::constructible_from<P, const options&>) return P(o);
+  else return P();
+}
 
 /// The three policies, each built in place from whatever it accepts: (executor, options),
 /// (executor), (options) or nothing; or given ready-made.
@@ -75,8 +86,10 @@ public:
     }
     co_return r;
   }
-  error_info watch(const std::vector<std::filesystem::path>& dirs, change_handler on_change) override {
-    return watcher_.value.start(dirs, std::move(on_change));
+  error_info watch(const std::vector<std::filesystem::path>& dirs, change_handler on_change,
+                   watch_reporter report) override {
+    if constexpr (reporting_watcher<Watcher>) return watcher_.value.start(dirs, std::move(on_change), std::move(report));
+    else return watcher_.value.start(dirs, std::move(on_change));
   }
   void unwatch() override { watcher_.value.stop(); }
   bool preserves_state() const noexcept override { return State::preserves_state; }
@@ -93,14 +106,8 @@ private:
   // cannot be initialised by elision).
   template <class P>
   struct holder {
-    holder(const Executor& ex, const options& o) : value(make(ex, o)) {}
+    holder(const Executor& ex, const options& o) : value(make_policy<P>(ex, o)) {}
     explicit holder(P&& p) : value(std::move(p)) {}
-    static P make(const Executor& ex, const options& o) {
-      if constexpr (std::constructible_from<P, Executor, const options&>) return P(ex, o);
-      else if constexpr (std::constructible_from<P, Executor>) return P(ex);
-      else if constexpr (std::constructible_from<P, const options&>) return P(o);
-      else return P();
-    }
     P value;
   };
   Executor ex_;

@@ -2,6 +2,8 @@
 #define HOTRELOAD_WATCHER_WATCHER_HPP
 
 #include <hotreload/error.hpp>
+#include <hotreload/events.hpp>
+#include <hotreload/log.hpp>
 
 #include <concepts>
 #include <filesystem>
@@ -21,10 +23,21 @@ enum class change_kind {
 struct file_change {
   change_kind kind;
   std::filesystem::path path;
+  /// Whoever wrote the file is known to be done with it (a build that finished): the
+  /// reloader acts at once instead of waiting options.debounce for more writes.
+  bool settled = false;
 };
 
 /// Receives batches of changes; called on the reloader's executor.
 using change_handler = std::function<void(std::vector<file_change>)>;
+
+/// What a watcher may report besides changes (rebuild_watcher reports its builds): log lines
+/// through the reloader's logger, and events delivered to the reloader's subscribers, in
+/// order with its own, on its strand. Both callable from any thread.
+struct watch_reporter {
+  std::function<void(log_level, std::string_view message)> log = [](log_level, std::string_view) {};
+  std::function<void(reload_event)> emit = [](reload_event) {};
+};
 
 /// A Watcher policy starts delivering raw file changes under some directories to a handler
 /// and stops on request. Filtering, debounce and mapping changes to plugins are the
@@ -39,6 +52,13 @@ concept watcher_stoppable = requires(W& w) {
 };
 template <class W>
 concept watcher = watcher_startable<W> && watcher_stoppable<W>;
+/// A watcher that also reports (its `start` takes a third argument, a watch_reporter).
+template <class W>
+concept reporting_watcher =
+    watcher_stoppable<W> && requires(W& w, const std::vector<std::filesystem::path>& dirs, change_handler h,
+                                     watch_reporter r) {
+      { w.start(dirs, std::move(h), std::move(r)) } -> std::same_as<error_info>;
+    };
 
 } // namespace hotreload
 
