@@ -113,10 +113,16 @@ awaitable<bool> ended(pid_t pid) {
 
 TEST_CASE("edit, save, serving: a source edit is built and reloaded; a broken edit reports the compiler's error and "
           "the old version serves on; the fix serves") {
-  fs::path src;
+  fs::path src, renaming;
   rebuilding h([&](hr::options& o) {
-    src = fs::path(o.plugin_dirs[0]).parent_path() / "src";
-    o.rebuild.command = compile_command(src / "counter.cpp", fs::path(o.plugin_dirs[0]) / "counter.so");
+    fs::path lib = fs::path(o.plugin_dirs[0]) / "counter.so", aside = fs::path(o.plugin_dirs[0]) / ".counter.so.new";
+    src = lib.parent_path().parent_path() / "src";
+    renaming = src.parent_path() / "renaming";
+    // The library is written in place (as GNU ld does), or aside and renamed into place once
+    // `renaming` exists.
+    o.rebuild.command = "if [ -e " + renaming.string() + " ]; then " + compile_command(src / "counter.cpp", aside) +
+                        " && mv " + aside.string() + " " + lib.string() + "; else " +
+                        compile_command(src / "counter.cpp", lib) + "; fi";
     o.rebuild.sources = {src};
   });
   auto& r = h.r;
@@ -156,7 +162,8 @@ TEST_CASE("edit, save, serving: a source edit is built and reloaded; a broken ed
     CHECK(r.try_get("counter")->version() == "2.0.0");
     CHECK(co_await call_increment(r) == 4);
 
-    // The fix.
+    // The fix, written aside and renamed into place this time.
+    std::ofstream(renaming).put('\n');
     save(src / "counter.cpp", plugin_source("3.0.0"));
     co_await rec.next(hr::event_kind::build_succeeded);
     reloaded = co_await rec.next(hr::event_kind::reloaded);

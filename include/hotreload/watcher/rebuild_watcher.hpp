@@ -227,7 +227,8 @@ private:
     int status = -1;
     if (child) {
       child_ = child;
-      asio::co_spawn(strand_, read(child, output), asio::detached);
+      auto output_ended = std::make_shared<async_event>();
+      asio::co_spawn(strand_, read(child, output, output_ended), asio::detached);
       asio::steady_timer limit(strand_, cfg_.timeout);
       limit.async_wait([weak = weak_from_this(), t = cfg_.timeout](boost::system::error_code ec) {
         if (auto self = weak.lock(); self && !ec) self->terminate("it ran longer than options.rebuild.timeout (" +
@@ -236,6 +237,9 @@ private:
       status = co_await child->wait();
       limit.cancel();
       kill_.cancel();
+      // The output's end comes right after the exit, unless a process the build left behind
+      // holds the pipe: then what is there is taken, and the rest is not waited for.
+      co_await output_ended->wait_until(clock::now() + std::chrono::milliseconds(500));
       child->close_output(*output, output_limit);
       child_.reset();
     }
@@ -243,8 +247,10 @@ private:
     hand_over(before);
   }
 
-  static awaitable<void> read(std::shared_ptr<child_process> child, std::shared_ptr<std::string> output) {
+  static awaitable<void> read(std::shared_ptr<child_process> child, std::shared_ptr<std::string> output,
+                              std::shared_ptr<async_event> ended) {
     co_await child->read_output(*output, output_limit);
+    ended->set();
   }
 
   // Stops the build under way: SIGTERM to its process group (ninja and make stop their

@@ -112,8 +112,8 @@ public:
     }
   }
 
-  /// Stops reading: what the build left in the pipe is appended to `into` first. (A process
-  /// the build left behind may hold the pipe open; its output is not waited for.)
+  /// Stops reading: what is in the pipe is appended to `into` first. (A process the build
+  /// left behind may hold the pipe open; its later output is not waited for.)
   void close_output(std::string& into, std::size_t limit) {
     if (!output_.is_open()) return;
     boost::system::error_code ec;
