@@ -253,6 +253,41 @@ TEST_CASE("stopping the reloader during a build ends the build's whole process g
   });
 }
 
+TEST_CASE("what starts a build: sources only, never editors' files, other files or a build tree's; a build past its "
+          "time limit is stopped") {
+  log_book book;
+  fs::path src;
+  rebuilding h([&](hr::options& o) {
+    src = fs::path(o.plugin_dirs[0]).parent_path() / "src";
+    o.rebuild.command = "sleep 30";
+    o.rebuild.timeout = 200ms;
+    o.rebuild.sources = {src};
+    o.verbosity = hr::log_level::debug;
+    o.sink = book.sink();
+  });
+  auto& r = h.r;
+  auto& rec = h.rec;
+  fs::create_directories(src / "build" / "gen");
+  std::ofstream(src / "build" / "build.ninja").put('\n'); // a build directory inside the sources
+  run(h.io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    save(src / "build" / "gen" / "generated.cpp", "// written by the build");
+    save(src / ".a.cpp.swp", "x");
+    save(src / "notes.txt", "x");
+    save(src / "a.cpp", "// 1");
+    auto failed = co_await rec.next(hr::event_kind::build_failed);
+    CHECK(failed.error.message.find("was stopped: it ran longer than options.rebuild.timeout (200 ms)") !=
+          std::string::npos);
+    CHECK(failed.duration < 10s);
+    CHECK(r.watcher().builds() == 1);
+    std::lock_guard lk(book.mu);
+    std::vector<std::string> changed;
+    for (auto& l : book.lines)
+      if (l.starts_with("Source changed: ")) changed.push_back(l);
+    CHECK(changed == std::vector<std::string>{"Source changed: " + (src / "a.cpp").string()});
+  });
+}
+
 TEST_CASE("rebuild set-up: a clear error for half a set-up; no command is the inner watcher alone; "
           "compile_commands.json gives the sources") {
   {

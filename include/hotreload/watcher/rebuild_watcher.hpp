@@ -119,10 +119,12 @@ public:
   std::size_t builds() const noexcept { return builds_; }
 
 private:
+  // Absolute, normal, without a trailing separator ("src/" is "src").
   static std::filesystem::path absolute(const std::filesystem::path& p) {
     std::error_code ec;
     auto a = std::filesystem::absolute(p, ec);
-    return (ec ? p : a).lexically_normal();
+    auto n = (ec ? p : a).lexically_normal();
+    return n.has_filename() ? n : n.parent_path();
   }
   static bool inside(const std::filesystem::path& p, const std::filesystem::path& dir) {
     auto rel = p.lexically_relative(dir);
