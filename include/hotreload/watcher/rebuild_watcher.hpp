@@ -47,7 +47,8 @@ public:
                change_handler deliver, watch_reporter report)
       : strand_(asio::make_strand(std::move(ex))), cfg_(o.rebuild),
         globs_(cfg_.globs.empty() ? rebuild_options::default_globs() : cfg_.globs), suffix_(o.library_suffix),
-        library_dirs_(std::move(library_dirs)), deliver_(std::move(deliver)), report_(std::move(report)),
+        library_dirs_(std::move(library_dirs)), library_roots_(absolutes(library_dirs_)), deliver_(std::move(deliver)),
+        report_(std::move(report)),
         debounce_(strand_), kill_(strand_) {}
 
   /// The directories to watch for source changes: options.rebuild.sources, and those of the
@@ -126,6 +127,11 @@ private:
     auto n = (ec ? p : a).lexically_normal();
     return n.has_filename() ? n : n.parent_path();
   }
+  static std::vector<std::filesystem::path> absolutes(const std::vector<std::filesystem::path>& dirs) {
+    std::vector<std::filesystem::path> out;
+    for (auto& d : dirs) out.push_back(absolute(d));
+    return out;
+  }
   static bool inside(const std::filesystem::path& p, const std::filesystem::path& dir) {
     auto rel = p.lexically_relative(dir);
     return !rel.empty() && *rel.begin() != "..";
@@ -170,8 +176,8 @@ private:
     if (std::none_of(globs_.begin(), globs_.end(),
                      [&](const std::string& g) { return ::fnmatch(g.c_str(), name.c_str(), 0) == 0; }))
       return false;
-    for (auto& d : library_dirs_)
-      if (inside(c.path, absolute(d))) return false;
+    for (auto& d : library_roots_)
+      if (inside(c.path, d)) return false;
     return !in_build_tree(c.path);
   }
 
@@ -273,7 +279,8 @@ private:
       std::snprintf(buf, sizeof buf, "%.2f s", std::chrono::duration<double>(took).count());
       return std::string(buf);
     }();
-    for (auto& line : lines(output)) report_.log(log_level::debug, "build: " + line);
+    auto all = lines(output);
+    for (auto& line : all) report_.log(log_level::debug, "build: " + line);
     bool ok = spawn_error.empty() && stop_reason_.empty() && status == 0;
     if (ok) {
       report_.log(log_level::info, "Build succeeded in " + secs + ": " + cfg_.command);
@@ -283,7 +290,7 @@ private:
     std::string why = !spawn_error.empty()  ? "could not be run: " + spawn_error
                       : !stop_reason_.empty() ? "was stopped: " + stop_reason_
                                               : "failed with " + child_process::describe_status(status);
-    auto first = first_errors(output, cfg_.error_lines);
+    auto first = first_errors(all, cfg_.error_lines);
     auto err = fail(errc::build_failed, {},
                     "Build " + why + " after " + secs + " (" + cfg_.command +
                         "); the plugins keep serving their loaded versions" +
@@ -346,8 +353,7 @@ private:
 
   // The compiler's first error and the lines after it (up to `n`); without an error line,
   // the last `n` lines.
-  static std::vector<std::string> first_errors(const std::string& output, std::size_t n) {
-    auto all = lines(output);
+  static std::vector<std::string> first_errors(const std::vector<std::string>& all, std::size_t n) {
     auto is_error = [](const std::string& l) {
       return l.find("error:") != std::string::npos || l.find("Error:") != std::string::npos ||
              l.find("ERROR:") != std::string::npos || l.find("undefined reference") != std::string::npos ||
@@ -368,7 +374,8 @@ private:
   const rebuild_options cfg_;
   const std::vector<std::string> globs_;
   const std::string suffix_;
-  const std::vector<std::filesystem::path> library_dirs_;
+  const std::vector<std::filesystem::path> library_dirs_;  // as the reloader gave them (its paths)
+  const std::vector<std::filesystem::path> library_roots_; // the same, absolute (to filter sources)
   change_handler deliver_;
   watch_reporter report_;
   asio::steady_timer debounce_;
