@@ -87,22 +87,24 @@ std::vector<double> floor_us(int trials, const sandbox& box, parts_t& parts) {
   return us;
 }
 
-// The probe alone (options.probe_in_child): a shadow copy loaded by a fork of the probe
-// server, from the request to the answer.
-std::vector<double> probe_us(int trials, const sandbox& box) {
-  std::vector<double> us;
-  auto server = hr::detail::probe_server::start();
-  if (!server) return us;
+// The probe alone (options.probe_in_child): a shadow copy loaded in a probe worker, from
+// the request to the answer; by a worker that is reused (options.probe_reuse, `reused`) and
+// by a fresh worker per probe (`fresh`, probe_reuse 1), alternately in the same run.
+bool probe_us(int trials, const sandbox& box, std::vector<double>& reused, std::vector<double>& fresh) {
+  auto worker = hr::detail::probe_server::start(hr::options{}.probe_reuse);
+  auto forking = hr::detail::probe_server::start(1);
+  if (!worker || !forking) return false;
   auto image = box.shadow / "floor" / "probed.so";
-  if (hr::detail::copy_file_private(box.plugins / "counter.so", image)) return us;
-  for (int t = 0; t < trials; ++t) {
+  if (hr::detail::copy_file_private(box.plugins / "counter.so", image)) return false;
+  for (int t = 0; t < 2 * trials; ++t) {
+    auto& server = t % 2 ? *forking : *worker;
     auto t0 = clock_type::now();
-    auto result = hr::detail::probe_server::read_result(server->request(image, std::chrono::seconds(10)));
-    if (result.kind != hr::detail::probe_result::exited) return {};
-    us.push_back(bench::us_since(t0));
+    auto result = hr::detail::probe_server::read_result(server.request(image, std::chrono::seconds(10)));
+    if (result.kind != hr::detail::probe_result::loaded) return false;
+    (t % 2 ? fresh : reused).push_back(bench::us_since(t0));
   }
   ::unlink(image.c_str());
-  return us;
+  return true;
 }
 
 using steps_t = std::map<hr::reload_step, std::vector<double>>;
@@ -171,11 +173,12 @@ std::vector<double> fork_us(int trials) {
 // Manual reloads; with `grow_mb`, the program first touches that much more memory (after
 // the reloader, and so its probe process, exists), and `forks` gets what a fork costs then.
 std::vector<double> manual_us(int trials, const sandbox& box, bool probe = true, int grow_mb = 0,
-                              std::vector<double>* forks = nullptr) {
+                              std::vector<double>* forks = nullptr, int probe_reuse = hr::options{}.probe_reuse) {
   std::vector<double> us;
   asio::io_context io;
   auto opts = box.opts();
   opts.probe_in_child = probe;
+  opts.probe_reuse = probe_reuse;
   hr::basic_hot_reloader<test::counter_iface, hr::manual_watcher> r(io.get_executor(), opts);
   std::vector<char> ballast(std::size_t(grow_mb) << 20, 1); // every page touched
   if (forks) *forks = fork_us(trials);
@@ -216,8 +219,17 @@ int main(int argc, char** argv) {
                 bench::field("plugin_bytes", double(size)));
   for (auto name : {"copy", "dlopen_dlsym", "factory_call_delete", "dlclose_unlink"})
     bench::report("reload_latency", std::string("floor_part_") + name, parts[name]);
-  auto probe = probe_us(trials, box);
-  bench::report("reload_latency", "probe_alone", probe, bench::field("ratio_to_floor", bench::summarize(probe).p50 / f));
+  std::vector<double> probe_reused, probe_fresh;
+  if (!probe_us(trials, box, probe_reused, probe_fresh)) {
+    std::fprintf(stderr, "reload_latency: the probe could not be measured\n");
+    return 1;
+  }
+  bench::report("reload_latency", "probe_alone", probe_reused,
+                bench::field("ratio_to_floor", bench::summarize(probe_reused).p50 / f) +
+                    bench::field("ratio_to_fresh_process", bench::summarize(probe_reused).p50 /
+                                                               bench::summarize(probe_fresh).p50));
+  bench::report("reload_latency", "probe_alone_fresh_process_per_probe", probe_fresh,
+                bench::field("ratio_to_floor", bench::summarize(probe_fresh).p50 / f));
 
   steps_t steps;
   std::vector<double> detect, renames, unloads;
@@ -243,7 +255,12 @@ int main(int argc, char** argv) {
   auto manual = manual_us(trials, box);
   bench::report("reload_latency", "manual_async_reload_plugin", manual,
                 bench::field("ratio_to_floor", bench::summarize(manual).p50 / f));
-  // What the probe (a forked child that loads the library first) costs.
+  // The probe with a fresh process per probe (the design before reused workers).
+  auto fresh = manual_us(trials, box, true, 0, nullptr, 1);
+  bench::report("reload_latency", "manual_probe_fresh_process_per_probe", fresh,
+                bench::field("ratio_to_floor", bench::summarize(fresh).p50 / f) +
+                    bench::field("ratio_of_reused_worker", bench::summarize(manual).p50 / bench::summarize(fresh).p50));
+  // What the probe (a worker process that loads the library first) costs.
   auto unprobed = manual_us(trials, box, false);
   bench::report("reload_latency", "manual_without_probe_in_child", unprobed,
                 bench::field("ratio_to_floor", bench::summarize(unprobed).p50 / f));

@@ -59,6 +59,8 @@ TEST_CASE("bad metadata in a new version: refused, each with its own message") {
        {"depends on itself"}},
       {"a static initialiser that throws", [](const sandbox& b) { b.install("counter_static_throws"); },
        hr::errc::load_failed, {"killed a probe process with SIGABRT", "static initialiser", "not affected"}},
+      {"a static initialiser that calls exit(0)", [](const sandbox& b) { b.install("counter_static_exits"); },
+       hr::errc::load_failed, {"ended a probe process with exit status 0", "calls exit", "not affected"}},
       {"a static initialiser that never returns", [](const sandbox& b) { b.install("counter_static_hangs"); },
        hr::errc::load_failed, {"did not finish within 300 ms", "static initialiser hangs", "probe_timeout"}, {},
        false, true, [](hr::options& o) { o.probe_timeout = 300ms; }},

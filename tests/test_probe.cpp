@@ -65,3 +65,71 @@ TEST_CASE("the probe runs beside the program: one small process, the reloader's 
     co_await r.async_stop(use_awaitable);
   });
 }
+
+TEST_CASE("probe workers: reused up to probe_reuse, replaced when a library leaves one unclean, crashes or hangs it") {
+  using hr::detail::probe_result;
+  using hr::detail::probe_server;
+  sandbox box;
+  auto image = [&](const std::string& variant) {
+    auto to = box.root / (variant + ".probed.so");
+    if (!fs::exists(to)) fs::copy_file(sandbox::built(variant), to);
+    return to;
+  };
+  auto probe = [](probe_server& s, const fs::path& library, std::chrono::milliseconds limit = 10s) {
+    return probe_server::read_result(s.request(library, limit));
+  };
+
+  // A clean library: the same worker, probe_reuse times, then a fresh one.
+  auto counted = probe_server::start(3);
+  REQUIRE(counted);
+  std::vector<int> workers;
+  for (int i = 0; i < 4; ++i) {
+    auto r = probe(*counted, image("counter_v1"));
+    CHECK(r.kind == probe_result::loaded);
+    CHECK(r.value == 0);
+    workers.push_back(r.worker);
+  }
+  CHECK(workers[0] > 0);
+  CHECK(workers[1] == workers[0]);
+  CHECK(workers[2] == workers[0]);
+  CHECK(workers[3] != workers[0]);
+
+  // What taints a worker, and what does not. Each case is followed by a clean library: it
+  // must find the worker (`kept`) or a new one.
+  auto server = probe_server::start(100);
+  REQUIRE(server);
+  int worker = probe(*server, image("counter_v1")).worker;
+  struct case_t {
+    std::string variant;
+    probe_result::kind_t kind;
+    bool kept;
+  };
+  std::vector<case_t> cases = {
+      {"not_a_plugin", probe_result::loaded, true},       // loads and unloads cleanly
+      {"counter_static_thread", probe_result::loaded, false}, // a thread left running
+      {"counter_static_fd", probe_result::loaded, false},     // a descriptor left open
+      {"counter_static_exits", probe_result::exited, false},  // exit(0) while loading
+      {"counter_static_throws", probe_result::signalled, false},
+      {"counter_static_hangs", probe_result::timed_out, false},
+  };
+  // Built by g++ without -fno-gnu-unique it cannot unload (clang emits no such symbols).
+  if (hr::detail::inspect_elf(sandbox::built("counter_gnu_unique")).unique_count > 0)
+    cases.push_back({"counter_gnu_unique", probe_result::loaded, false});
+  // A file that is no library: dlopen fails, the worker is as it was.
+  std::ofstream(box.root / "text.so") << "not a library";
+  auto failed = probe(*server, box.root / "text.so");
+  CHECK(failed.kind == probe_result::loaded);
+  CHECK(failed.value == 1);
+  CHECK(failed.worker == worker);
+  for (auto& c : cases) {
+    CAPTURE(c.variant);
+    auto r = probe(*server, image(c.variant), 300ms);
+    CHECK(r.kind == c.kind);
+    auto next = probe(*server, image("counter_v1"));
+    CHECK(next.kind == probe_result::loaded);
+    CHECK(next.value == 0);
+    CHECK((next.worker == worker) == c.kept);
+    worker = next.worker;
+  }
+  CHECK(probe(*server, image("counter_static_exits")).value == 0); // the library's own exit status
+}

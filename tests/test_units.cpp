@@ -307,9 +307,12 @@ TEST_CASE("shadow copies: each refusal has its code, from the check that found i
   fs::remove_all(dir);
 }
 
-TEST_CASE("probe verdicts: a clean exit is fine; a signal, a timeout or a lost probe refuses the library") {
+TEST_CASE("probe verdicts: an answer is fine; an exit, a signal, a timeout or a lost probe refuses the library") {
   using r = hr::detail::probe_result;
-  CHECK(!hr::detail::probe_verdict({r::exited, 1}, 10ms)); // dlopen's own error comes from the real load
+  CHECK(!hr::detail::probe_verdict({r::loaded, 1}, 10ms)); // dlopen's own error comes from the real load
+  auto quit = hr::detail::probe_verdict({r::exited, 0}, 10ms); // exit(0) in a static initialiser is no success
+  CHECK(quit.code == hr::errc::load_failed);
+  CHECK(quit.message.find("exit status 0") != std::string::npos);
   auto sig = hr::detail::probe_verdict({r::signalled, SIGABRT}, 10ms);
   CHECK(sig.code == hr::errc::load_failed);
   CHECK(sig.message.find("SIGABRT") != std::string::npos);

@@ -109,17 +109,23 @@ struct options {
   std::filesystem::path shadow_dir{};
   /// Which checks a library must pass before it is loaded.
   trust_checks trust{};
-  /// Load each new library first in a throw-away process, so that a static initialiser
-  /// that throws (std::terminate), crashes or hangs kills that process, not this program;
-  /// the library is then refused. The loader forks one small probe server when it is
-  /// created (so create the reloader early, before the program grows: it is a copy of the
-  /// program at that moment, holding none of its descriptors); each probe is a fork of that
-  /// server, whatever the program weighs by then, and the reloader awaits the answer without
-  /// blocking its thread. Static initialisers run twice (in the probe, then here): turn it
-  /// off for plugins whose initialisers must not.
+  /// Load each new library first in another process, so that a static initialiser that
+  /// throws (std::terminate), crashes, hangs or calls exit ends that process, not this
+  /// program; the library is then refused. The loader forks one small probe server when it
+  /// is created (so create the reloader early, before the program grows: it is a copy of the
+  /// program at that moment, holding none of its descriptors); its worker processes load
+  /// each library, whatever the program weighs by then, and the reloader awaits the answer
+  /// without blocking its thread. Static initialisers (and, with probe_reuse above 1, static
+  /// destructors) run in the probe, then here: turn the probe off for
+  /// plugins whose static initialisers must not.
   bool probe_in_child = true;
-  /// Longest wait for the probe's static initialisers.
+  /// Longest wait for the probe's static initialisers (and again for its destructors).
   std::chrono::milliseconds probe_timeout{10'000};
+  /// How many libraries one probe worker loads and unloads before it is replaced. A worker
+  /// is also replaced at once when a library leaves it unclean (still mapped after dlclose,
+  /// a thread or a descriptor left behind), crashes it or outlasts probe_timeout. 1: a fresh
+  /// process for every probe.
+  int probe_reuse = 64;
   /// Where persistent_json_state writes its snapshots, one `<plugin>.json` per plugin
   /// (created 0700 if missing). Unused by the other State policies.
   std::filesystem::path state_dir{};

@@ -9,7 +9,10 @@
 // journal's gate. STATE_V2: state_version 2, state {"total", "history"}, with
 // a migration from state_version 1. META_SLOT: the metadata lives in a 1.2 MB array that
 // tests patch in copies of the file; with NO_METADATA_EXPORT / NO_CREATE_EXPORT, one export
-// is missing. STATIC_INIT_THROWS / STATIC_INIT_HANGS: a static initialiser throws / never returns.
+// is missing. STATIC_INIT_THROWS / STATIC_INIT_HANGS / STATIC_INIT_EXITS: a static initialiser
+// throws / never returns / calls exit(0). STATIC_INIT_THREAD / STATIC_INIT_FD: a static
+// initialiser starts a thread that never ends / opens a descriptor it never closes (loaded only
+// by probes: what they leave behind makes a probe worker unclean).
 // THREAD_LOCAL_STATE: increment() touches a thread_local std::string (which pins the library).
 #include "counter_iface.hpp"
 
@@ -27,7 +30,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <stdexcept>
+#include <thread>
 
 #ifndef PLUGIN_VERSION
 #define PLUGIN_VERSION "1.0.0"
@@ -71,6 +76,31 @@ namespace {
 struct throws_at_load {
   throws_at_load() { throw std::runtime_error("static initialiser failure requested by the test"); }
 } throws_at_load_instance;
+} // namespace
+#endif
+#ifdef STATIC_INIT_EXITS
+namespace {
+struct exits_at_load {
+  exits_at_load() { std::exit(0); }
+} exits_at_load_instance;
+} // namespace
+#endif
+#ifdef STATIC_INIT_THREAD
+namespace {
+struct thread_at_load {
+  thread_at_load() {
+    std::thread([] {
+      for (;;) ::pause();
+    }).detach();
+  }
+} thread_at_load_instance;
+} // namespace
+#endif
+#ifdef STATIC_INIT_FD
+namespace {
+struct fd_at_load {
+  int fd = ::dup(0);
+} fd_at_load_instance;
 } // namespace
 #endif
 #ifdef STATIC_INIT_HANGS

@@ -24,7 +24,7 @@
 namespace hotreload {
 
 /// The default Loader: copies each version to a fresh shadow file (glibc would hand back
-/// the already-loaded object for the same path or inode), probes it in a child process
+/// the already-loaded object for the same path or inode), probes it in a probe worker
 /// (options.probe_in_child) and maps it with Boost.DLL, RTLD_NOW | RTLD_LOCAL, so a missing
 /// symbol fails here instead of at first call. The reloader calls `async_load`, which waits
 /// for the probe without blocking its executor; `load` is the same, blocking.
@@ -32,8 +32,9 @@ class dll_loader {
 public:
   dll_loader() : dll_loader(options{}) {}
   explicit dll_loader(const options& opts)
-      : root_(opts.shadow_dir), trust_(opts.trust), probe_(opts.probe_in_child), probe_timeout_(opts.probe_timeout) {
-    if (probe_) server_ = detail::probe_server::start(); // now, while the program is small
+      : root_(opts.shadow_dir), trust_(opts.trust), probe_(opts.probe_in_child), probe_timeout_(opts.probe_timeout),
+        probe_reuse_(opts.probe_reuse) {
+    if (probe_) server_ = detail::probe_server::start(probe_reuse_); // now, while the program is small
   }
 
   loaded_library load(const std::filesystem::path& source, error_info& err) {
@@ -103,7 +104,7 @@ private:
   // descriptor its answer will arrive on.
   detail::result<int> ask_probe(const mapping& m) {
     for (int attempt = 0; attempt < 2; ++attempt) {
-      if (!server_) server_ = detail::probe_server::start();
+      if (!server_) server_ = detail::probe_server::start(probe_reuse_);
       if (!server_) break;
       if (int fd = server_->request(m.image, probe_timeout_); fd >= 0) return {fd};
       server_.reset();
@@ -174,6 +175,7 @@ private:
   trust_checks trust_{};
   bool probe_ = true;
   std::chrono::milliseconds probe_timeout_{10'000};
+  int probe_reuse_ = 64;
   std::shared_ptr<detail::probe_server> server_;
   std::shared_ptr<detail::shadow_directory> dir_;
 };

@@ -1,19 +1,23 @@
 #ifndef HOTRELOAD_DETAIL_LINUX_PROBE_HPP
 #define HOTRELOAD_DETAIL_LINUX_PROBE_HPP
 
-// The probe: every new library is first loaded in a throw-away process, so that a static
-// initialiser that throws, crashes or hangs kills that process instead of the program.
+// The probe: every new library is first loaded in another process, so that a static
+// initialiser that throws, crashes, hangs or calls exit ends that process instead of the
+// program.
 //
 // Forking the program for each load would cost a copy of its page tables every time (on this
 // project's VM: 0.16 ms for an empty process, 1.1 ms at 20 MB, 3.9 ms at 100 MB of touched
 // memory, with the program's memory map locked meanwhile). So a loader forks one small
-// *probe server* when it is created, and each probe is a fork of that server: its cost stays
-// what the program weighed at that moment. The server is single-threaded and makes system
-// calls only (it is the child of a possibly multi-threaded program); the grandchild calls
-// dlopen and exits. Each request carries the write end of a pipe on which the server answers
-// how the grandchild ended, so callers wait for the answer on their own terms (the reloader
-// asynchronously, on its executor).
-
+// *probe server* when it is created. The server is single-threaded and makes system calls
+// only (it is the child of a possibly multi-threaded program). It forks *workers*: a worker
+// takes one request at a time, dlopens the library, writes the answer, then dlcloses it and
+// checks that it is as it was (the library unmapped, one thread, the same descriptors). A
+// worker that is not, or that has served `reuse` probes, exits; one that dies, or takes
+// longer than the request's limit, is replaced (killed). With `reuse` 1 every probe has a
+// fresh process. Each request carries the write end of a pipe, on which the worker answers
+// (or the server, for a worker that ended or ran out of time), so callers wait for the
+// answer on their own terms (the reloader asynchronously, on its executor).
+//
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -34,6 +38,7 @@
 #include <string>
 
 #include <dlfcn.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -46,10 +51,17 @@
 
 namespace hotreload::detail {
 
-/// How a probe ended, as the server reports it.
+/// How a probe ended.
 struct probe_result {
-  enum kind_t : std::int32_t { exited, signalled, timed_out, lost } kind = lost;
-  std::int32_t value = 0; ///< exit status or signal number
+  enum kind_t : std::int32_t {
+    loaded,    ///< the worker answered: value 0 if dlopen succeeded, 1 if it failed
+    exited,    ///< the worker exited while loading, with exit status `value`
+    signalled, ///< the worker was killed while loading, by signal `value`
+    timed_out, ///< loading took longer than the limit; the worker was killed
+    lost       ///< no answer (the server is gone)
+  } kind = lost;
+  std::int32_t value = 0;
+  std::int32_t worker = 0; ///< the process that loaded it (for tests and tools)
 };
 
 /// What a probe result means for the library: empty if it may be loaded here (a dlopen
@@ -58,7 +70,12 @@ struct probe_result {
 inline error_info probe_verdict(probe_result r, std::chrono::milliseconds limit) {
   std::string why;
   switch (r.kind) {
-  case probe_result::exited: return {};
+  case probe_result::loaded: return {};
+  case probe_result::exited:
+    why = "loading it ended a probe process with exit status " + std::to_string(r.value) +
+          " (a static initialiser calls exit or quick_exit); fix its static initialisers (this program was not "
+          "affected)";
+    break;
   case probe_result::timed_out:
     why = "loading it in a probe process did not finish within " + std::to_string(limit.count()) +
           " ms (a static initialiser hangs?); fix its static initialisers, or raise options.probe_timeout";
@@ -80,8 +97,9 @@ inline error_info probe_verdict(probe_result r, std::chrono::milliseconds limit)
 
 class probe_server {
 public:
-  /// Forks the server. Null if that failed.
-  static std::shared_ptr<probe_server> start() {
+  /// Forks the server; each of its workers loads up to `reuse` libraries (at least 1). Null
+  /// if that failed.
+  static std::shared_ptr<probe_server> start(int reuse = 1) {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return nullptr;
     pid_t pid = ::fork();
@@ -90,7 +108,7 @@ public:
       ::close(sv[1]);
       return nullptr;
     }
-    if (pid == 0) serve(sv[1]);
+    if (pid == 0) serve(sv[1], std::max(reuse, 1));
     ::close(sv[1]);
     auto server = std::shared_ptr<probe_server>(new probe_server(pid, sv[0]));
     char ready = 0; // sent once it has shed what it inherited
@@ -101,7 +119,7 @@ public:
   }
 
   ~probe_server() {
-    ::close(control_); // the server sees the hang-up, kills what it runs and exits
+    ::close(control_); // the server sees the hang-up, kills its workers and exits
     int status = 0;
     while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
@@ -117,23 +135,9 @@ public:
     std::memcpy(req.path, s.c_str(), s.size() + 1);
     int p[2];
     if (::pipe2(p, O_CLOEXEC) != 0) return -1;
-    iovec iov{&req, offsetof(request_msg, path) + s.size() + 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    auto* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &p[1], sizeof(int));
-    ssize_t n;
-    do n = ::sendmsg(control_, &msg, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
+    bool sent = send_with_fd(control_, &req, offsetof(request_msg, path) + s.size() + 1, p[1]);
     ::close(p[1]);
-    if (n < 0) {
+    if (!sent) {
       ::close(p[0]);
       return -1;
     }
@@ -167,43 +171,106 @@ private:
     char path[PATH_MAX];
   };
 
-  // A probe at work.
-  struct child {
+  // A worker, as the server sees it.
+  struct worker {
     pid_t pid = -1;
-    int pidfd = -1; // readable once it has ended (-1 without pidfd_open: polled)
-    int fd = -1;    // where its answer goes
-    std::int64_t deadline_ms = 0;
+    int sock = -1;  // the server's end of the worker's socket pair
+    int reply = -1; // the answer's pipe while busy (the worker answers on its copy)
+    bool busy = false;
+    std::uint32_t timeout_ms = 0;
+    std::int64_t deadline_ms = 0;  // while busy: loading, then unloading
+    std::int64_t unloading_ms = -1; // when it answered and began to unload
+  };
+
+  struct pool {
+    // A request waits up to `unload_grace` for a worker that is unloading (tens of
+    // microseconds, usually) rather than fork another.
+    static constexpr int max = 16, max_idle = 2, unload_grace_ms = 50;
+    worker at[max];
+    int n = 0;
+    int reuse = 1;
+    int idle() const noexcept {
+      int k = 0;
+      for (int i = 0; i < n; ++i) k += !at[i].busy;
+      return k;
+    }
+    // Until when a new request waits for an unloading worker (-1: it need not wait).
+    std::int64_t hold_until() const noexcept {
+      if (idle() > 0) return -1;
+      std::int64_t until = -1;
+      for (int i = 0; i < n; ++i)
+        if (at[i].unloading_ms >= 0) until = std::max(until, at[i].unloading_ms + unload_grace_ms);
+      return until;
+    }
   };
 
   probe_server(pid_t pid, int control) : pid_(pid), control_(control) {}
 
-  // The probes at work, in the server.
-  struct jobs {
-    static constexpr int max = 16;
-    child at[max];
-    int n = 0;
-  };
+  // One message with one descriptor attached.
+  static bool send_with_fd(int sock, const void* data, std::size_t size, int fd) noexcept {
+    iovec iov{const_cast<void*>(data), size};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    auto* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    ssize_t n;
+    do n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n >= 0;
+  }
+
+  // One request (the bytes received, 0 at the peer's end, -1 on error) and its descriptor
+  // (-1 if none came).
+  static ssize_t receive_with_fd(int sock, request_msg& req, int& fd) noexcept {
+    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+    iovec iov{&req, sizeof req};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    ssize_t got;
+    do got = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    while (got < 0 && errno == EINTR);
+    fd = -1;
+    if (auto* c = CMSG_FIRSTHDR(&msg); got >= 0 && c && c->cmsg_type == SCM_RIGHTS)
+      std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
+    return got;
+  }
 
   // The server: from here on, system calls only, and no return.
-  [[noreturn]] static void serve(int control) noexcept {
+  [[noreturn]] static void serve(int control, int reuse) noexcept {
     control = shed_inheritance(control);
     if (::send(control, "r", 1, MSG_NOSIGNAL) != 1) ::_exit(1);
-    jobs running;
+    pool workers;
+    workers.reuse = reuse;
     for (;;) {
-      pollfd fds[1 + jobs::max];
-      fds[0] = {control, static_cast<short>(running.n < jobs::max ? POLLIN : 0), 0};
-      std::int64_t now = now_ms(), wait = -1;
-      for (int i = 0; i < running.n; ++i) {
-        auto& job = running.at[i];
-        fds[1 + i] = {job.pidfd, POLLIN, 0}; // without a pidfd (Linux < 5.3): look every ms
-        std::int64_t left = job.pidfd < 0 ? 1 : job.deadline_ms - now;
-        if (left < 0) left = 0;
+      pollfd fds[1 + pool::max];
+      std::int64_t now = now_ms(), wait = -1, hold = workers.hold_until();
+      bool room = (workers.n < pool::max || workers.idle() > 0) && hold <= now;
+      fds[0] = {control, static_cast<short>(room ? POLLIN : 0), 0};
+      if (hold > now) wait = hold - now;
+      for (int i = 0; i < workers.n; ++i) {
+        auto& w = workers.at[i];
+        fds[1 + i] = {w.sock, POLLIN, 0};
+        if (!w.busy) continue;
+        std::int64_t left = std::max<std::int64_t>(w.deadline_ms - now, 0);
         if (wait < 0 || left < wait) wait = left;
       }
-      if (::poll(fds, nfds_t(1 + running.n), static_cast<int>(wait)) < 0 && errno != EINTR) ::_exit(1);
-      reap(running, fds + 1);
-      if (fds[0].revents & POLLIN) take_request(control, running);
-      else if (fds[0].revents & (POLLHUP | POLLERR)) shut_down(running);
+      if (::poll(fds, nfds_t(1 + workers.n), static_cast<int>(wait)) < 0 && errno != EINTR) ::_exit(1);
+      now = now_ms();
+      for (int i = workers.n - 1; i >= 0; --i) // from the end: an ended worker is replaced by the last
+        tend(workers, i, fds[1 + i].revents, now);
+      if (fds[0].revents & POLLIN) {
+        if (workers.hold_until() <= now) take_request(control, workers); // else: a worker just answered
+      } else if (fds[0].revents & (POLLHUP | POLLERR)) shut_down(workers);
     }
   }
 
@@ -235,67 +302,157 @@ private:
   }
 
   static void answer(int fd, probe_result r) noexcept {
-    (void)::write(fd, &r, sizeof r); // one write of 8 bytes: atomic on a pipe
+    (void)::write(fd, &r, sizeof r); // one write of 12 bytes: atomic on a pipe
     ::close(fd);
   }
 
-  // Answers for the probes that ended (`ended[i]`: job i's poll result) or ran out of time.
-  static void reap(jobs& running, const pollfd* ended) noexcept {
-    auto now = now_ms();
-    for (int i = running.n - 1; i >= 0; --i) { // from the end: finished jobs are replaced by the last
-      auto& job = running.at[i];
-      int status = 0;
-      probe_result r;
-      if ((ended[i].revents & POLLIN || job.pidfd < 0) && ::waitpid(job.pid, &status, WNOHANG) == job.pid) {
-        r = WIFSIGNALED(status) ? probe_result{probe_result::signalled, WTERMSIG(status)}
-                                : probe_result{probe_result::exited, WEXITSTATUS(status)};
-      } else if (now >= job.deadline_ms) {
-        ::kill(job.pid, SIGKILL);
-        ::waitpid(job.pid, &status, 0);
-        r = {probe_result::timed_out, 0};
-      } else {
-        continue;
+  // Worker i's news: 'a' (it answered), 'i' (idle again, as it was), its end, or its time up.
+  static void tend(pool& workers, int i, short revents, std::int64_t now) noexcept {
+    auto& w = workers.at[i];
+    if (revents & POLLIN) {
+      char news = 0;
+      ssize_t got = ::recv(w.sock, &news, 1, MSG_DONTWAIT);
+      if (got == 1 && news == 'a') { // answering; the server's copy of the pipe stays for a death right after
+        w.deadline_ms = now + w.timeout_ms; // as long again to unload it
+        w.unloading_ms = now;
+      } else if (got == 1 && news == 'i') {
+        ::close(w.reply);
+        w.reply = -1;
+        w.busy = false;
+        w.unloading_ms = -1;
+        if (workers.idle() > pool::max_idle) end(workers, i, false);
+      } else if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
+        end(workers, i, false);
       }
-      answer(job.fd, r);
-      if (job.pidfd >= 0) ::close(job.pidfd);
-      job = running.at[--running.n];
+    } else if (revents & (POLLHUP | POLLERR)) {
+      end(workers, i, false);
+    } else if (w.busy && now >= w.deadline_ms) {
+      end(workers, i, true);
     }
   }
 
-  // One request: a probe (a fork that dlopens the path and exits) joins the running ones.
-  static void take_request(int control, jobs& running) noexcept {
+  // Ends worker i (killed if still running) and answers for it if an answer may be owed (a
+  // second answer after the worker's own is never read: the caller reads one).
+  static void end(pool& workers, int i, bool timed_out) noexcept {
+    auto& w = workers.at[i];
+    ::kill(w.pid, SIGKILL); // a worker that already exited keeps its own status
+    int status = 0;
+    while (::waitpid(w.pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (w.reply >= 0) {
+      probe_result r = timed_out           ? probe_result{probe_result::timed_out, 0}
+                       : WIFSIGNALED(status) ? probe_result{probe_result::signalled, WTERMSIG(status)}
+                                             : probe_result{probe_result::exited, WEXITSTATUS(status)};
+      r.worker = w.pid;
+      answer(w.reply, r);
+    }
+    ::close(w.sock);
+    w = workers.at[--workers.n];
+  }
+
+  // One request: to an idle worker, or a new one.
+  static void take_request(int control, pool& workers) noexcept {
     request_msg req;
-    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
-    iovec iov{&req, sizeof req};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
-    ssize_t got = ::recvmsg(control, &msg, MSG_CMSG_CLOEXEC);
-    if (got == 0) shut_down(running);
     int reply = -1;
-    if (auto* c = CMSG_FIRSTHDR(&msg); c && c->cmsg_type == SCM_RIGHTS) std::memcpy(&reply, CMSG_DATA(c), sizeof(int));
+    ssize_t got = receive_with_fd(control, req, reply);
+    if (got == 0) shut_down(workers);
     auto len = got - static_cast<ssize_t>(offsetof(request_msg, path));
     if (len < 1 || reply < 0 || req.path[len - 1] != '\0') {
       if (reply >= 0) ::close(reply);
       return;
     }
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      ::syscall(SYS_close_range, 3u, ~0u, 0u);
-      void* handle = ::dlopen(req.path, RTLD_NOW | RTLD_LOCAL);
-      ::_exit(handle ? 0 : 1); // no destructors, no atexit handlers, no stdio flush
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      int i = 0;
+      while (i < workers.n && workers.at[i].busy) ++i;
+      if (i == workers.n && !hire(workers)) break;
+      auto& w = workers.at[i];
+      if (!send_with_fd(w.sock, &req, static_cast<std::size_t>(got), reply)) {
+        end(workers, i, false); // it died meanwhile: once more, with another
+        continue;
+      }
+      w.reply = reply;
+      w.busy = true;
+      w.timeout_ms = req.timeout_ms;
+      w.deadline_ms = now_ms() + req.timeout_ms;
+      return;
     }
-    if (pid < 0) return answer(reply, probe_result{});
-    running.at[running.n++] = {pid, static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)), reply, now_ms() + req.timeout_ms};
+    answer(reply, probe_result{});
   }
 
-  [[noreturn]] static void shut_down(const jobs& running) noexcept {
-    for (int i = 0; i < running.n; ++i) {
-      ::kill(running.at[i].pid, SIGKILL);
-      ::waitpid(running.at[i].pid, nullptr, 0);
+  // A new worker at the end of the pool.
+  static bool hire(pool& workers) noexcept {
+    if (workers.n == pool::max) return false;
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return false;
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::dup2(sv[1], 3); // in place of the control socket
+      ::syscall(SYS_close_range, 4u, ~0u, 0u);
+      work(3, workers.reuse);
     }
+    ::close(sv[1]);
+    if (pid < 0) {
+      ::close(sv[0]);
+      return false;
+    }
+    workers.at[workers.n++] = worker{pid, sv[0]};
+    return true;
+  }
+
+  // A worker: loads what it is sent, answers, unloads it and checks that nothing is left.
+  [[noreturn]] static void work(int sock, int reuse) noexcept {
+    // A static initialiser that calls exit must not run the program's atexit handlers and
+    // static destructors (copies of the program's, which may remove its files) or flush
+    // copies of its stdio buffers: registered last, this runs first, and ends the worker.
+    ::on_exit([](int status, void*) { ::_exit(status); }, nullptr);
+    const int descriptors = count_entries("/proc/self/fd");
+    for (int used = 1;; ++used) {
+      request_msg req;
+      int reply = -1;
+      if (receive_with_fd(sock, req, reply) <= 0 || reply < 0) ::_exit(0);
+      void* handle = ::dlopen(req.path, RTLD_NOW | RTLD_LOCAL);
+      // The server hears of it first: by the time the caller has the answer (and perhaps
+      // sends the next request), the server knows this worker will soon be free.
+      if (::send(sock, "a", 1, MSG_NOSIGNAL) != 1) ::_exit(0);
+      answer(reply, probe_result{probe_result::loaded, handle ? 0 : 1, static_cast<std::int32_t>(::getpid())});
+      if (used >= reuse) ::_exit(0); // no destructors, no atexit handlers
+      if (handle && !unloads_cleanly(handle, req.path, descriptors)) ::_exit(0);
+      if (::send(sock, "i", 1, MSG_NOSIGNAL) != 1) ::_exit(0);
+    }
+  }
+
+  // Whether, after dlclose, the library is gone, and no thread or descriptor it made is left.
+  static bool unloads_cleanly(void* handle, const char* path, int descriptors) noexcept {
+    ::dlclose(handle);
+    if (void* still = ::dlopen(path, RTLD_NOW | RTLD_NOLOAD)) {
+      ::dlclose(still);
+      return false;
+    }
+    return count_entries("/proc/self/task") == 1 && count_entries("/proc/self/fd") == descriptors;
+  }
+
+  // Entries of a /proc directory (without . and ..), or -1.
+  static int count_entries(const char* dir) noexcept {
+    int fd = ::open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    alignas(8) char buf[4096];
+    int count = 0;
+    for (;;) {
+      long n = ::syscall(SYS_getdents64, fd, buf, sizeof buf);
+      if (n <= 0) break;
+      for (long at = 0; at < n;) {
+        unsigned short reclen;
+        std::memcpy(&reclen, buf + at + 16, sizeof reclen); // linux_dirent64: ino, off, reclen, type, name
+        count += buf[at + 19] != '.';
+        at += reclen;
+      }
+    }
+    ::close(fd);
+    return count;
+  }
+
+  [[noreturn]] static void shut_down(pool& workers) noexcept {
+    while (workers.n > 0) end(workers, workers.n - 1, false);
     ::_exit(0);
   }
 
