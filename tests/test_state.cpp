@@ -212,3 +212,59 @@ TEST_CASE("persistent_json_state: killed at random moments 200 times, the file i
   CHECK(last->at("seq") == on_disk);
   CHECK(files_named(opts.state_dir, ".counter.json.tmp-").empty());
 }
+
+// A State policy that keeps the reload's own snapshot, as json_state does, and says what it
+// was given.
+struct sharing_state {
+  static constexpr bool preserves_state = true;
+  std::vector<hr::snapshot_ptr> given;
+  std::vector<long> holders; // use_count when given: the reload holds it too
+  hr::error_info save(std::string_view, const boost::json::object&) {
+    return hr::detail::fail(hr::errc::state_save_failed, {}, "copied: the shared snapshot was not used");
+  }
+  hr::error_info save(std::string_view, hr::snapshot_ptr snapshot) {
+    holders.push_back(snapshot.use_count());
+    given.push_back(std::move(snapshot));
+    return {};
+  }
+  std::optional<boost::json::object> load(std::string_view) const {
+    if (given.empty()) return std::nullopt;
+    return *given.back();
+  }
+};
+static_assert(hr::state_store_sharing<sharing_state>);
+
+TEST_CASE("a large state is handed over, not copied into the State policy: the reload and the policy share one snapshot") {
+  sandbox box;
+  box.install("counter_v1");
+  auto opts = box.opts();
+  auto config = failing("on_reload", "std", "2.0.0"); // for a rollback, below
+  config["state_bytes"] = 1 << 20;
+  opts.plugin_config = boost::json::object{{"counter", config}};
+  asio::io_context io;
+  hr::basic_hot_reloader<test::counter_iface, hr::manual_watcher, hr::dll_loader, sharing_state> r(io.get_executor(), opts);
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    for (int i = 0; i < 3; ++i) co_await call_increment(r);
+    box.install("counter_v1"); // a rebuild of the same version
+    co_await r.async_reload_plugin("counter", use_awaitable);
+    REQUIRE(r.state().given.size() == 1);
+    CHECK(r.state().holders[0] >= 2);
+    auto& first = *r.state().given[0];
+    CHECK(first.at("custom").at("count") == 3);
+    CHECK(first.at("custom").at("blob").as_string().size() == 1u << 20);
+    CHECK((co_await r.async_get("counter", use_awaitable))->count() == 3);
+
+    // A reload that fails after set_reload_state: the old version serves again with the
+    // state, from the same shared snapshot (set_reload_state was given a copy).
+    co_await call_increment(r);
+    box.install("counter_v2");
+    auto [ec] = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
+    CHECK(ec == hr::errc::reload_hook_failed);
+    CHECK(r.info("counter")->version == "1.0.0");
+    CHECK((co_await r.async_get("counter", use_awaitable))->count() == 4);
+    REQUIRE(r.state().given.size() == 2);
+    CHECK(r.state().given[1]->at("custom").at("count") == 4);
+    co_await r.async_stop(use_awaitable);
+  });
+}

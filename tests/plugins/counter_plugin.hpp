@@ -171,7 +171,7 @@ public:
 #endif
     // options.plugin_config {"counter": {"state_bytes": N}}: a state of about N bytes.
     if (auto* n = ctx_.config().if_contains("state_bytes"))
-      state["blob"] = std::string(static_cast<std::size_t>(n->to_number<std::int64_t>()), 'x');
+      state["blob"] = boost::json::string(static_cast<std::size_t>(n->to_number<std::int64_t>()), 'x'); // built in place
     co_return state;
   }
   awaitable<void> set_reload_state(boost::json::value state) override {

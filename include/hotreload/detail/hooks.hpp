@@ -143,7 +143,7 @@ public:
   /// Steps 5-7 of a reload (constructor, state restored, on_reload_async), or a first start
   /// without `old_v` (constructor, saved state if any, setup_async): an instance of `v` ready
   /// to serve.
-  awaitable<result<instance>> bring_up(const version_ptr& v, const std::optional<boost::json::object>& snapshot,
+  awaitable<result<instance>> bring_up(const version_ptr& v, const snapshot_ptr& snapshot,
                                        const version_ptr& old_v, clock::time_point t0,
                                        clock::time_point window = no_window) {
     const auto& name = v->meta.name;
@@ -172,19 +172,21 @@ public:
 
   /// Step 3: the snapshot of `e`'s serving instance (enabled flag, state_version and, with a
   /// state-preserving policy, what get_reload_state returned), stored by the State policy.
-  awaitable<result<boost::json::object>> snapshot(entry& e, clock::time_point window = no_window) {
+  /// What get_reload_state returned is moved, never copied: into the snapshot, which the
+  /// reload (for a rollback) and the State policy then share.
+  awaitable<result<snapshot_ptr>> snapshot(entry& e, clock::time_point window = no_window) {
     boost::json::object snap;
     snap["enabled"] = reg_.lock()[e].enabled;
     snap["state_version"] = e.ver->meta.state_version;
-    if (!policies_.preserves_state()) co_return result<boost::json::object>{std::move(snap)};
+    if (!policies_.preserves_state())
+      co_return result<snapshot_ptr>{std::make_shared<const boost::json::object>(std::move(snap))};
     auto out = std::make_shared<boost::json::value>();
     auto err = co_await run(e.ver, hook::get_state, get_state(e.inst.object, out), window);
-    if (!err) {
-      snap["custom"] = std::move(*out);
-      err = policies_.save_state(e.name, snap);
-    }
+    if (!err) snap["custom"] = std::move(*out);
+    auto shared = std::make_shared<const boost::json::object>(std::move(snap));
+    if (!err) err = policies_.save_state(e.name, shared);
     if (err) err.plugin = e.name;
-    co_return result<boost::json::object>{std::move(snap), std::move(err)};
+    co_return result<snapshot_ptr>{std::move(shared), std::move(err)};
   }
 
 private:
@@ -255,7 +257,9 @@ private:
                     "hooks before it finish sooner, or raise it");
   }
 
-  // migrate_state if the snapshot's state_version is not `v`'s, then set_reload_state.
+  // migrate_state if the snapshot's state_version is not `v`'s, then set_reload_state. The
+  // state is copied for the plugin (set_reload_state takes it): the snapshot stays whole for a
+  // rollback. The one copy of a state that a reload makes.
   awaitable<error_info> restore_state(const version_ptr& v, const instance& inst, const boost::json::object& snapshot,
                                       clock::time_point window) {
     const auto& name = v->meta.name;

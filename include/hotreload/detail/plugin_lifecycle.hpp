@@ -110,7 +110,7 @@ private:
   // First start of a plugin (or a restart after it failed): constructor, saved state if the
   // State policy has some, setup_async, publish.
   awaitable<error_info> start_locked(entry& e, version_ptr v, clock::time_point t0) {
-    std::optional<boost::json::object> snapshot;
+    snapshot_ptr snapshot;
     if (c_.policies.preserves_state()) snapshot = c_.policies.load_state(e.name);
     if (snapshot)
       if (auto en = snapshot->if_contains("enabled"); en && en->is_bool()) c_.reg.set_enabled(e, en->get_bool());

@@ -10,6 +10,7 @@
 #include <hotreload/detail/result.hpp>
 #include <hotreload/loader/loader.hpp>
 #include <hotreload/options.hpp>
+#include <hotreload/state/state_store.hpp>
 #include <hotreload/watcher/watcher.hpp>
 
 #include <boost/json/object.hpp>
@@ -31,8 +32,8 @@ public:
                            watch_reporter report) = 0;
   virtual void unwatch() = 0;
   virtual bool preserves_state() const noexcept = 0;
-  virtual error_info save_state(std::string_view plugin, const boost::json::object& snapshot) = 0;
-  virtual std::optional<boost::json::object> load_state(std::string_view plugin) = 0;
+  virtual error_info save_state(std::string_view plugin, const snapshot_ptr& snapshot) = 0;
+  virtual snapshot_ptr load_state(std::string_view plugin) = 0; ///< null if none
   /// The host's executor, also owning `keep` (a version): what a plugin's context hands out.
   virtual asio::any_io_executor executor_keeping(std::shared_ptr<const void> keep) const = 0;
 
@@ -93,10 +94,14 @@ public:
   }
   void unwatch() override { watcher_.value.stop(); }
   bool preserves_state() const noexcept override { return State::preserves_state; }
-  error_info save_state(std::string_view plugin, const boost::json::object& snapshot) override {
-    return state_.value.save(plugin, snapshot);
+  error_info save_state(std::string_view plugin, const snapshot_ptr& snapshot) override {
+    if constexpr (state_store_sharing<State>) return state_.value.save(plugin, snapshot);
+    else return state_.value.save(plugin, *snapshot);
   }
-  std::optional<boost::json::object> load_state(std::string_view plugin) override { return state_.value.load(plugin); }
+  snapshot_ptr load_state(std::string_view plugin) override {
+    auto snap = state_.value.load(plugin);
+    return snap ? std::make_shared<const boost::json::object>(std::move(*snap)) : nullptr;
+  }
   asio::any_io_executor executor_keeping(std::shared_ptr<const void> keep) const override {
     return asio::any_io_executor(keepalive_executor<Executor>(ex_, std::move(keep)));
   }

@@ -63,7 +63,7 @@ private:
     bool requested = false;
     version_ptr old_v, new_v; // new_v == old_v: rebuilt against new dependencies
     instance old_instance;
-    std::optional<boost::json::object> snapshot;
+    snapshot_ptr snapshot;
     bool quiesced = false;
     bool back = false; // brought up on old_v: its own new version or a dependency failed
     bool down = false; // could not be brought up at all

@@ -16,20 +16,24 @@ public:
   static constexpr bool preserves_state = true;
 
   error_info save(std::string_view name, const boost::json::object& snapshot) {
-    snapshots_.insert_or_assign(std::string(name), snapshot);
+    return save(name, std::make_shared<const boost::json::object>(snapshot));
+  }
+  /// Keeps the reload's own snapshot (no copy: a large state is stored for free).
+  error_info save(std::string_view name, snapshot_ptr snapshot) {
+    snapshots_.insert_or_assign(std::string(name), std::move(snapshot));
     return {};
   }
   std::optional<boost::json::object> load(std::string_view name) const {
     auto it = snapshots_.find(name);
-    if (it == snapshots_.end()) return std::nullopt;
-    return it->second;
+    if (it == snapshots_.end() || !it->second) return std::nullopt;
+    return *it->second;
   }
 
 private:
-  std::map<std::string, boost::json::object, std::less<>> snapshots_;
+  std::map<std::string, snapshot_ptr, std::less<>> snapshots_;
 };
 
-static_assert(state_store<json_state>);
+static_assert(state_store<json_state> && state_store_sharing<json_state>);
 
 } // namespace hotreload
 

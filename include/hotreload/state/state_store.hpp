@@ -7,6 +7,7 @@
 
 #include <concepts>
 #include <optional>
+#include <memory>
 #include <string_view>
 
 namespace hotreload {
@@ -27,6 +28,17 @@ concept state_store_load = requires(S& s, std::string_view name) {
 };
 template <class S>
 concept state_store = state_store_flag<S> && state_store_save<S> && state_store_load<S>;
+
+/// A snapshot shared, immutable, between a reload (which keeps it for a rollback) and the
+/// State policy: a large state is not copied to be stored.
+using snapshot_ptr = std::shared_ptr<const boost::json::object>;
+
+/// Optional: a State policy that keeps the shared snapshot itself (json_state does) instead of
+/// copying it through `save(name, const object&)`.
+template <class S>
+concept state_store_sharing = requires(S& s, std::string_view name, snapshot_ptr snapshot) {
+  { s.save(name, snapshot) } -> std::same_as<error_info>;
+};
 
 } // namespace hotreload
 
