@@ -11,7 +11,9 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <atomic>
 #include <map>
+#include <thread>
 
 #include <dlfcn.h>
 #include <sys/wait.h>
@@ -111,12 +113,18 @@ using steps_t = std::map<hr::reload_step, std::vector<double>>;
 
 // Renames new builds into place `trials` times and waits for the new code to answer.
 // `steps` and `unload` (until the old version is unmapped) count from the reload's start.
+// With `spin`, a thread calls the plugin without pause meanwhile (try_get, then a call), as
+// a busy server's would: one of the two cores is taken.
 template <class Watcher>
 std::vector<double> watched_us(int trials, const sandbox& box, steps_t* steps, std::vector<double>* detect,
-                               std::vector<double>* rename_us = nullptr, std::vector<double>* unload = nullptr) {
+                               std::vector<double>* rename_us = nullptr, std::vector<double>* unload = nullptr,
+                               bool spin = false) {
   std::vector<double> us;
   asio::io_context io;
   hr::basic_hot_reloader<test::counter_iface, Watcher> r(io.get_executor(), box.opts());
+  std::atomic<bool> spinning{true};
+  std::atomic<long> calls{0};
+  std::jthread caller;
   clock_type::time_point t0, started;
   asio::steady_timer done(io), unloaded(io);
   r.subscribe([&](const hr::reload_event& e) {
@@ -134,6 +142,11 @@ std::vector<double> watched_us(int trials, const sandbox& box, steps_t* steps, s
   });
   asio::co_spawn(io, [&]() -> asio::awaitable<void> {
     co_await r.async_start(asio::use_awaitable);
+    if (spin)
+      caller = std::jthread([&] {
+        while (spinning.load(std::memory_order_relaxed))
+          if (auto p = r.try_get("counter")) calls += p->count() >= 0;
+      });
     for (int t = 1; t <= trials; ++t) {
       std::string want = t % 2 ? "2.0.0" : "1.0.0";
       done.expires_at(asio::steady_timer::time_point::max());
@@ -150,6 +163,8 @@ std::vector<double> watched_us(int trials, const sandbox& box, steps_t* steps, s
       // Trials are independent: the previous version is unmapped before the next lands.
       co_await unloaded.async_wait(asio::as_tuple(asio::use_awaitable));
     }
+    spinning = false;
+    if (caller.joinable()) caller.join();
     co_await r.async_stop(asio::use_awaitable);
   }, [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
   io.run();
@@ -248,6 +263,11 @@ int main(int argc, char** argv) {
   for (auto& [step, name] : names)
     bench::report("reload_latency", std::string("inotify_step_until_") + name, steps[step]);
   bench::report("reload_latency", "inotify_step_until_old_version_unmapped", unloads);
+
+  // Under CPU load: a thread calling the plugin without pause takes one of the two cores.
+  auto loaded = watched_us<hr::inotify_watcher>(trials, box, nullptr, nullptr, nullptr, nullptr, true);
+  bench::report("reload_latency", "inotify_debounce_0_spinning_caller", loaded,
+                bench::field("ratio_to_floor", bench::summarize(loaded).p50 / f));
 
   auto polling = watched_us<hr::polling_watcher>(polling_trials, box, nullptr, nullptr);
   bench::report("reload_latency", "polling_default_interval", polling,

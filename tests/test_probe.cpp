@@ -132,4 +132,16 @@ TEST_CASE("probe workers: reused up to probe_reuse, replaced when a library leav
     worker = next.worker;
   }
   CHECK(probe(*server, image("counter_static_exits")).value == 0); // the library's own exit status
+
+  // A library sent open (as the loader does, so that the probe reads the file being copied):
+  // a rename over its path meanwhile changes nothing.
+  int fd = ::open(image("counter_static_throws").c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  fs::rename(image("counter_v1"), box.root / "counter_static_throws.probed.so");
+  auto sent = probe_server::read_result(server->request(fd, 10s));
+  CHECK(sent.kind == probe_result::signalled);
+  CHECK(sent.value == SIGABRT);
+  ::close(fd);
+  auto renamed = probe(*server, box.root / "counter_static_throws.probed.so");
+  CHECK(renamed.kind == probe_result::loaded);
 }

@@ -307,6 +307,31 @@ TEST_CASE("shadow copies: each refusal has its code, from the check that found i
   fs::remove_all(dir);
 }
 
+TEST_CASE("a library opened for loading: a rename over its path changes nothing; a write into it is seen") {
+  auto dir = fs::temp_directory_path() / ("hotreload-unit-open-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "lib.so") << "version one";
+  struct ::stat st{};
+  auto fd = hr::detail::open_library(dir / "lib.so", {}, st);
+  REQUIRE(fd);
+  CHECK(!hr::detail::written_since(fd.value, st));
+  // Installed the documented way: a new file renamed over the path. The open file is as it was.
+  std::ofstream(dir / ".lib.so.tmp") << "version two, longer";
+  fs::rename(dir / ".lib.so.tmp", dir / "lib.so");
+  CHECK(!hr::detail::written_since(fd.value, st));
+  ::close(fd.value);
+  // Written in place (cp onto it), right after it was opened: seen, so the probe is repeated
+  // on the copy. (A write of the very same size within the same clock tick needs a kernel with
+  // multigrain timestamps, 6.13 and later; sizes differ here.)
+  fd = hr::detail::open_library(dir / "lib.so", {}, st);
+  REQUIRE(fd);
+  std::ofstream(dir / "lib.so", std::ios::trunc) << "version three";
+  CHECK(hr::detail::written_since(fd.value, st));
+  ::close(fd.value);
+  CHECK(hr::detail::open_library(dir, {}, st).error.code == hr::errc::untrusted_file); // a directory
+  fs::remove_all(dir);
+}
+
 TEST_CASE("probe verdicts: an answer is fine; an exit, a signal, a timeout or a lost probe refuses the library") {
   using r = hr::detail::probe_result;
   CHECK(!hr::detail::probe_verdict({r::loaded, 1}, 10ms)); // dlopen's own error comes from the real load

@@ -39,26 +39,32 @@ public:
 
   loaded_library load(const std::filesystem::path& source, error_info& err) {
     auto m = stage(source);
-    if (m && probe_) {
-      auto fd = ask_probe(*m.value);
-      m.error = fd ? verdict(detail::probe_server::read_result(fd.value), source) : fd.error;
+    if (m && m.value.answer >= 0) {
+      auto answer = detail::probe_server::read_result(std::exchange(m.value.answer, -1));
+      if (m.value.written()) { // written in place while probed: the probe may have read other bytes
+        auto fd = ask_probe(m.value.copy->image, source);
+        answer = fd ? detail::probe_server::read_result(fd.value) : detail::probe_result{};
+      }
+      m.error = verdict(answer, source);
     }
-    auto lib = m ? map(std::move(m.value)) : detail::result<loaded_library>{{}, m.error};
+    auto lib = m ? map(std::move(m.value.copy)) : detail::result<loaded_library>{{}, m.error};
     err = std::move(lib.error);
     return std::move(lib.value);
   }
 
   awaitable<std::pair<loaded_library, error_info>> async_load(std::filesystem::path source) {
     auto m = stage(source);
-    if (m && probe_) {
-      auto fd = ask_probe(*m.value);
-      m.error = fd.error;
-      if (fd) { // not in a conditional expression: g++ 12 mishandles co_await there
-        auto answer = co_await detail::probe_server::async_read_result(fd.value);
-        m.error = verdict(answer, source);
+    // Not in conditional expressions: g++ 12 mishandles co_await there.
+    if (m && m.value.answer >= 0) {
+      auto answer = co_await detail::probe_server::async_read_result(std::exchange(m.value.answer, -1));
+      if (m.value.written()) { // written in place while probed: the probe may have read other bytes
+        answer = {};
+        if (auto fd = ask_probe(m.value.copy->image, source))
+          answer = co_await detail::probe_server::async_read_result(fd.value);
       }
+      m.error = verdict(answer, source);
     }
-    auto lib = m ? map(std::move(m.value)) : detail::result<loaded_library>{{}, m.error};
+    auto lib = m ? map(std::move(m.value.copy)) : detail::result<loaded_library>{{}, m.error};
     co_return std::pair<loaded_library, error_info>(std::move(lib.value), std::move(lib.error));
   }
 
@@ -78,38 +84,69 @@ private:
   };
   using mapping_ptr = std::shared_ptr<mapping>;
 
-  // The shadow copy of `source`, checked (trust, completeness), not mapped yet.
-  detail::result<mapping_ptr> stage(const std::filesystem::path& source) {
+  // A shadow copy being made, and the probe's answer to come (if the probe is on).
+  struct staged {
+    mapping_ptr copy;
+    int source = -1;      // the library file, open
+    struct ::stat st {};  // as it was when opened
+    int answer = -1;      // where the probe answers; taken by whoever reads it
+    staged() = default;
+    staged(staged&& o) noexcept
+        : copy(std::move(o.copy)), source(std::exchange(o.source, -1)), st(o.st), answer(std::exchange(o.answer, -1)) {}
+    staged& operator=(staged&&) = delete;
+    ~staged() {
+      if (source >= 0) ::close(source);
+      if (answer >= 0) ::close(answer);
+    }
+    // Whether the file was written after it was opened: the probe may have read other bytes.
+    bool written() const { return detail::written_since(source, st); }
+  };
+
+  // The library opened and checked (regular file, trust); the probe asked to load that very
+  // file while it is copied (it reads the open file, so a rename over its path changes
+  // nothing); the copy checked (complete ELF). Not mapped yet.
+  detail::result<staged> stage(const std::filesystem::path& source) {
     std::error_code ec;
     if (!std::filesystem::exists(source, ec))
-      return {nullptr, refuse(errc::file_not_found, source.string() + " does not exist; check the path or rebuild the plugin")};
+      return {{}, refuse(errc::file_not_found, source.string() + " does not exist; check the path or rebuild the plugin")};
     if (!dir_) {
       auto dir = detail::shadow_directory::create(root_);
-      if (!dir) return {nullptr, dir.error};
+      if (!dir) return {{}, dir.error};
       dir_ = std::move(dir.value);
     }
-    auto image = dir_->next_name(source);
-    if (auto err = detail::copy_file_private(source, image, trust_)) {
+    staged s;
+    auto cannot = [&](error_info err) {
       err.message = source.string() + " cannot be loaded: " + err.message;
-      return {nullptr, err};
+      return detail::result<staged>{{}, std::move(err)};
+    };
+    auto in = detail::open_library(source, trust_, s.st);
+    if (!in) return cannot(std::move(in.error));
+    s.source = in.value;
+    if (probe_) {
+      auto fd = ask_probe(s.source, source);
+      if (!fd) return {{}, fd.error};
+      s.answer = fd.value;
     }
-    auto m = std::make_shared<mapping>();
-    m->source = source;
-    m->image = std::move(image);
-    m->dir = dir_;
-    return {std::move(m)};
+    auto image = dir_->next_name(source);
+    if (auto err = detail::copy_open_library(s.source, s.st, image)) return cannot(std::move(err));
+    s.copy = std::make_shared<mapping>();
+    s.copy->source = source;
+    s.copy->image = std::move(image);
+    s.copy->dir = dir_;
+    return {std::move(s)};
   }
 
-  // Sends the copy to the probe server (started afresh if the last one is gone); the
-  // descriptor its answer will arrive on.
-  detail::result<int> ask_probe(const mapping& m) {
+  // Sends `library` (a path or an open descriptor) to the probe server (started afresh if the
+  // last one is gone); the descriptor its answer will arrive on.
+  template <class Library>
+  detail::result<int> ask_probe(const Library& library, const std::filesystem::path& source) {
     for (int attempt = 0; attempt < 2; ++attempt) {
       if (!server_) server_ = detail::probe_server::start(probe_reuse_);
       if (!server_) break;
-      if (int fd = server_->request(m.image, probe_timeout_); fd >= 0) return {fd};
+      if (int fd = server_->request(library, probe_timeout_); fd >= 0) return {fd};
       server_.reset();
     }
-    return {-1, refuse(errc::load_failed, m.source.string() + " was not loaded: no probe process could be started (" +
+    return {-1, refuse(errc::load_failed, source.string() + " was not loaded: no probe process could be started (" +
                                               std::strerror(errno) +
                                               "); free resources (processes, memory), or set "
                                               "options.probe_in_child = false")};

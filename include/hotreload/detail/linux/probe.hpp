@@ -32,6 +32,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -125,24 +126,13 @@ public:
     }
   }
 
-  /// Asks for a probe of `image`; returns the read end of the pipe that will carry the
-  /// probe_result, or -1 if the server is gone.
-  int request(const std::filesystem::path& image, std::chrono::milliseconds limit) {
-    request_msg req{};
-    req.timeout_ms = static_cast<std::uint32_t>(std::clamp<long long>(limit.count(), 1, INT_MAX));
-    const auto& s = image.native();
-    if (s.size() >= sizeof req.path) return -1;
-    std::memcpy(req.path, s.c_str(), s.size() + 1);
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) return -1;
-    bool sent = send_with_fd(control_, &req, offsetof(request_msg, path) + s.size() + 1, p[1]);
-    ::close(p[1]);
-    if (!sent) {
-      ::close(p[0]);
-      return -1;
-    }
-    return p[0];
-  }
+  /// Asks for a probe of the library at `image`; returns the read end of the pipe that will
+  /// carry the probe_result, or -1 if the server is gone.
+  int request(const std::filesystem::path& image, std::chrono::milliseconds limit) { return request(image, -1, limit); }
+
+  /// The same for the library open as `image_fd` (the worker loads it through its own copy of
+  /// the descriptor: the file read is this one, whatever is renamed over its path meanwhile).
+  int request(int image_fd, std::chrono::milliseconds limit) { return request({}, image_fd, limit); }
 
   /// Reads the answer from `fd` (readable, or blocking) and closes it.
   static probe_result read_result(int fd) {
@@ -168,8 +158,30 @@ public:
 private:
   struct request_msg {
     std::uint32_t timeout_ms;
-    char path[PATH_MAX];
+    char path[PATH_MAX]; // empty: the library is the message's second descriptor
   };
+
+  // A message's descriptors: where the answer goes, and the library if it came open.
+  struct fds_t {
+    int reply = -1, image = -1;
+  };
+
+  int request(const std::filesystem::path& image, int image_fd, std::chrono::milliseconds limit) {
+    request_msg req{};
+    req.timeout_ms = static_cast<std::uint32_t>(std::clamp<long long>(limit.count(), 1, INT_MAX));
+    const auto& s = image.native();
+    if (s.size() >= sizeof req.path) return -1;
+    std::memcpy(req.path, s.c_str(), s.size() + 1);
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) return -1;
+    bool sent = send_with_fds(control_, &req, offsetof(request_msg, path) + s.size() + 1, {p[1], image_fd});
+    ::close(p[1]);
+    if (!sent) {
+      ::close(p[0]);
+      return -1;
+    }
+    return p[0];
+  }
 
   // A worker, as the server sees it.
   struct worker {
@@ -206,30 +218,32 @@ private:
 
   probe_server(pid_t pid, int control) : pid_(pid), control_(control) {}
 
-  // One message with one descriptor attached.
-  static bool send_with_fd(int sock, const void* data, std::size_t size, int fd) noexcept {
+  // One message with its descriptors attached (the image's only if it is one).
+  static bool send_with_fds(int sock, const void* data, std::size_t size, fds_t fds) noexcept {
     iovec iov{const_cast<void*>(data), size};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+    alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))]{};
+    const int n_fds = fds.image >= 0 ? 2 : 1;
+    const int list[2] = {fds.reply, fds.image};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
+    msg.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
     auto* c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    c->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
+    std::memcpy(CMSG_DATA(c), list, n_fds * sizeof(int));
     ssize_t n;
     do n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
     return n >= 0;
   }
 
-  // One request (the bytes received, 0 at the peer's end, -1 on error) and its descriptor
-  // (-1 if none came).
-  static ssize_t receive_with_fd(int sock, request_msg& req, int& fd) noexcept {
-    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+  // One request (the bytes received, 0 at the peer's end, -1 on error) and its descriptors
+  // (-1 where none came).
+  static ssize_t receive_with_fds(int sock, request_msg& req, fds_t& fds) noexcept {
+    alignas(cmsghdr) char cbuf[CMSG_SPACE(2 * sizeof(int))];
     iovec iov{&req, sizeof req};
     msghdr msg{};
     msg.msg_iov = &iov;
@@ -239,9 +253,13 @@ private:
     ssize_t got;
     do got = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
     while (got < 0 && errno == EINTR);
-    fd = -1;
-    if (auto* c = CMSG_FIRSTHDR(&msg); got >= 0 && c && c->cmsg_type == SCM_RIGHTS)
-      std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
+    fds = {};
+    int list[2] = {-1, -1};
+    if (auto* c = CMSG_FIRSTHDR(&msg); got >= 0 && c && c->cmsg_type == SCM_RIGHTS) {
+      auto n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      std::memcpy(list, CMSG_DATA(c), std::min<std::size_t>(n, 2) * sizeof(int));
+    }
+    fds = {list[0], list[1]};
     return got;
   }
 
@@ -353,30 +371,33 @@ private:
   // One request: to an idle worker, or a new one.
   static void take_request(int control, pool& workers) noexcept {
     request_msg req;
-    int reply = -1;
-    ssize_t got = receive_with_fd(control, req, reply);
+    fds_t fds;
+    ssize_t got = receive_with_fds(control, req, fds);
     if (got == 0) shut_down(workers);
     auto len = got - static_cast<ssize_t>(offsetof(request_msg, path));
-    if (len < 1 || reply < 0 || req.path[len - 1] != '\0') {
-      if (reply >= 0) ::close(reply);
+    if (len < 1 || fds.reply < 0 || req.path[len - 1] != '\0' || (len == 1) != (fds.image >= 0)) {
+      for (int fd : {fds.reply, fds.image})
+        if (fd >= 0) ::close(fd);
       return;
     }
-    for (int attempt = 0; attempt < 2; ++attempt) {
+    bool taken = false;
+    for (int attempt = 0; attempt < 2 && !taken; ++attempt) {
       int i = 0;
       while (i < workers.n && workers.at[i].busy) ++i;
       if (i == workers.n && !hire(workers)) break;
       auto& w = workers.at[i];
-      if (!send_with_fd(w.sock, &req, static_cast<std::size_t>(got), reply)) {
+      if (!send_with_fds(w.sock, &req, static_cast<std::size_t>(got), fds)) {
         end(workers, i, false); // it died meanwhile: once more, with another
         continue;
       }
-      w.reply = reply;
+      w.reply = fds.reply;
       w.busy = true;
       w.timeout_ms = req.timeout_ms;
       w.deadline_ms = now_ms() + req.timeout_ms;
-      return;
+      taken = true;
     }
-    answer(reply, probe_result{});
+    if (fds.image >= 0) ::close(fds.image); // the worker has its own
+    if (!taken) answer(fds.reply, probe_result{});
   }
 
   // A new worker at the end of the pool.
@@ -408,26 +429,38 @@ private:
     const int descriptors = count_entries("/proc/self/fd");
     for (int used = 1;; ++used) {
       request_msg req;
-      int reply = -1;
-      if (receive_with_fd(sock, req, reply) <= 0 || reply < 0) ::_exit(0);
-      void* handle = ::dlopen(req.path, RTLD_NOW | RTLD_LOCAL);
+      fds_t fds;
+      if (receive_with_fds(sock, req, fds) <= 0 || fds.reply < 0) ::_exit(0);
+      char by_fd[32];
+      const char* path = req.path;
+      if (fds.image >= 0) {
+        std::snprintf(by_fd, sizeof by_fd, "/proc/self/fd/%d", fds.image);
+        path = by_fd;
+      }
+      void* handle = ::dlopen(path, RTLD_NOW | RTLD_LOCAL);
       // The server hears of it first: by the time the caller has the answer (and perhaps
       // sends the next request), the server knows this worker will soon be free.
       if (::send(sock, "a", 1, MSG_NOSIGNAL) != 1) ::_exit(0);
-      answer(reply, probe_result{probe_result::loaded, handle ? 0 : 1, static_cast<std::int32_t>(::getpid())});
+      answer(fds.reply, probe_result{probe_result::loaded, handle ? 0 : 1, static_cast<std::int32_t>(::getpid())});
       if (used >= reuse) ::_exit(0); // no destructors, no atexit handlers
-      if (handle && !unloads_cleanly(handle, req.path, descriptors)) ::_exit(0);
-      if (::send(sock, "i", 1, MSG_NOSIGNAL) != 1) ::_exit(0);
+      bool clean = !handle || unloads(handle, path);
+      if (fds.image >= 0) ::close(fds.image);
+      if (!clean || !as_it_was(descriptors) || ::send(sock, "i", 1, MSG_NOSIGNAL) != 1) ::_exit(0);
     }
   }
 
-  // Whether, after dlclose, the library is gone, and no thread or descriptor it made is left.
-  static bool unloads_cleanly(void* handle, const char* path, int descriptors) noexcept {
+  // Whether, after dlclose, the library is gone.
+  static bool unloads(void* handle, const char* path) noexcept {
     ::dlclose(handle);
     if (void* still = ::dlopen(path, RTLD_NOW | RTLD_NOLOAD)) {
       ::dlclose(still);
       return false;
     }
+    return true;
+  }
+
+  // Whether no thread or descriptor a library made is left.
+  static bool as_it_was(int descriptors) noexcept {
     return count_entries("/proc/self/task") == 1 && count_entries("/proc/self/fd") == descriptors;
   }
 

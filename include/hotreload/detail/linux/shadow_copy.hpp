@@ -95,28 +95,29 @@ private:
   std::atomic<unsigned long> sequence_{0};
 };
 
-/// Copies `from` to a new file `to` (mode 0500, O_EXCL). On failure the error says why, with
-/// its code: untrusted_file (not a regular file, or it fails the owner/permission checks on
-/// the very file copied), load_failed (an incomplete ELF image), else shadow_copy_failed.
-inline error_info copy_file_private(const std::filesystem::path& from, const std::filesystem::path& to,
-                                    const trust_checks& trust = {}) {
+/// Opens `from` to be loaded: a regular file that passes the trust checks (on the very file
+/// opened); its descriptor and `st`. On failure the error says why: untrusted_file (not a
+/// regular file, or it fails the owner/permission checks), else shadow_copy_failed.
+inline result<int> open_library(const std::filesystem::path& from, const trust_checks& trust, struct ::stat& st) {
   int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK); // a FIFO must not block us
-  if (in < 0) return fail(errc::shadow_copy_failed, {}, std::string("cannot open: ") + std::strerror(errno));
-  struct ::stat st{};
-  if (::fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (in < 0) return {-1, fail(errc::shadow_copy_failed, {}, std::string("cannot open: ") + std::strerror(errno))};
+  error_info why;
+  if (::fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) why = fail(errc::untrusted_file, {}, "it is not a regular file");
+  else why = trust_problem(st, from, trust);
+  if (why) {
     ::close(in);
-    return fail(errc::untrusted_file, {}, "it is not a regular file");
+    return {-1, std::move(why)};
   }
-  if (auto why = trust_problem(st, from, trust)) {
-    ::close(in);
-    return why;
-  }
+  return {in};
+}
+
+/// Copies the open library `in` (of size `st.st_size`) to a new file `to` (mode 0500,
+/// O_EXCL), from its start. On failure the error says why, with its code: load_failed (an
+/// incomplete ELF image), else shadow_copy_failed; nothing is left at `to`.
+inline error_info copy_open_library(int in, const struct ::stat& st, const std::filesystem::path& to) {
   int out = ::open(to.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0500);
-  if (out < 0) {
-    int e = errno;
-    ::close(in);
-    return fail(errc::shadow_copy_failed, {}, "cannot create shadow copy " + to.string() + ": " + std::strerror(e));
-  }
+  if (out < 0)
+    return fail(errc::shadow_copy_failed, {}, "cannot create shadow copy " + to.string() + ": " + std::strerror(errno));
   error_info error;
   off_t offset = 0;
   while (offset < st.st_size) {
@@ -130,10 +131,30 @@ inline error_info copy_file_private(const std::filesystem::path& from, const std
   }
   // Checked on the copy: the bytes that will be mapped, whatever the writer does meanwhile.
   if (!error) error = elf_truncation(out);
-  ::close(in);
   ::close(out);
   if (error) ::unlink(to.c_str());
   return error;
+}
+
+/// Copies `from` to a new file `to`: open_library, then copy_open_library.
+inline error_info copy_file_private(const std::filesystem::path& from, const std::filesystem::path& to,
+                                    const trust_checks& trust = {}) {
+  struct ::stat st{};
+  auto in = open_library(from, trust, st);
+  if (!in) return in.error;
+  auto error = copy_open_library(in.value, st, to);
+  ::close(in.value);
+  return error;
+}
+
+/// Whether the open file `fd` was written since `before` was taken: its size or modification
+/// time differ (every write sets it; to the nanosecond once it has been looked at, on kernels
+/// with multigrain timestamps). Not its change time: a rename over its path changes that too.
+inline bool written_since(int fd, const struct ::stat& before) {
+  struct ::stat now{};
+  if (::fstat(fd, &now) != 0) return true;
+  return now.st_size != before.st_size || now.st_mtim.tv_sec != before.st_mtim.tv_sec ||
+         now.st_mtim.tv_nsec != before.st_mtim.tv_nsec;
 }
 
 } // namespace hotreload::detail
