@@ -35,6 +35,11 @@ class hook_threads {
   struct shared_state {
     asio::io_context ctx;
     std::atomic<int> busy{0}; // bursts under way
+    // Until when the cores count as contended (clock ticks): a poller lost its core for longer
+    // than `starved` in one yield (a busy program shares it). Polling would then cost a
+    // scheduler tick (4 ms here) per hand-off, where a sleeping thread that is woken runs at
+    // once; so for `contention_memory` the threads sleep between calls and the strand waits.
+    std::atomic<clock::rep> contended_until{0};
     asio::executor_work_guard<asio::io_context::executor_type> work{ctx.get_executor()};
     std::mutex mu;
     std::condition_variable exited;
@@ -61,11 +66,13 @@ public:
   std::shared_ptr<const void> context() const { return s_; }
 
   /// While one lives, the threads poll for calls (up to `linger` after the last one) instead of
-  /// sleeping between them.
+  /// sleeping between them. It wakes a sleeping thread at once, so that the wake-up (25-50 us
+  /// here) passes while the reload quiesces, not inside the first call.
   class burst {
   public:
     explicit burst(hook_threads& t) : s_(t.s_) {
       s_->busy.fetch_add(1);
+      asio::post(s_->ctx, [] {});
     }
     burst(const burst&) = delete;
     burst& operator=(const burst&) = delete;
@@ -74,6 +81,13 @@ public:
   private:
     std::shared_ptr<shared_state> s_;
   };
+
+  /// Whether the pollers found their cores taken lately: wait, do not poll.
+  bool contended() const noexcept { return contended(*s_); }
+
+  /// Yields the core to a waiting thread; false (and the burst marked contended) if that took
+  /// more than `starved`: another thread had the core for a whole time slice.
+  bool yield() const noexcept { return yield(*s_); }
 
   /// A call was abandoned past its limit and may be holding its thread: one more thread
   /// serves the other calls. (It stays when the call returns: abandoning is rare.)
@@ -124,13 +138,28 @@ private:
   }
 
   static constexpr auto linger = std::chrono::microseconds(200);
+  static constexpr auto starved = std::chrono::microseconds(500);
+  static constexpr auto contention_memory = std::chrono::seconds(1);
+
+  static bool contended(const shared_state& s) noexcept {
+    return clock::now().time_since_epoch().count() < s.contended_until.load(std::memory_order_relaxed);
+  }
+
+  static bool yield(shared_state& s) noexcept {
+    auto t0 = clock::now();
+    std::this_thread::yield();
+    auto t1 = clock::now();
+    if (t1 - t0 < starved) return true;
+    s.contended_until.store((t1 + contention_memory).time_since_epoch().count(), std::memory_order_relaxed);
+    return false;
+  }
 
   static void serve(shared_state& s) {
     auto last = clock::now();
     while (!s.ctx.stopped()) {
-      if (s.busy.load(std::memory_order_relaxed) > 0 && clock::now() - last < linger) {
+      if (s.busy.load(std::memory_order_relaxed) > 0 && clock::now() - last < linger && !contended(s)) {
         if (s.ctx.poll_one()) last = clock::now();
-        else std::this_thread::yield();
+        else yield(s);
       } else if (s.ctx.run_one()) {
         last = clock::now();
       }

@@ -226,13 +226,12 @@ private:
   };
 
   // Most calls return within microseconds: the strand waits that long awake, yielding (see
-  // hook_threads.hpp), not through a timer and a wake-up.
-  static bool returned_soon(const call_state& st) {
+  // hook_threads.hpp), not through a timer and a wake-up; unless the cores are contended.
+  bool returned_soon(const call_state& st) const {
     constexpr auto awake = std::chrono::microseconds(100);
     auto t0 = clock::now();
     while (!st.finished.load(std::memory_order_acquire))
-      if (clock::now() - t0 > awake) return false;
-      else std::this_thread::yield();
+      if (threads_.contended() || clock::now() - t0 > awake || !threads_.yield()) return false;
     return true;
   }
 
