@@ -426,7 +426,8 @@ private:
     // static destructors (copies of the program's, which may remove its files) or flush
     // copies of its stdio buffers: registered last, this runs first, and ends the worker.
     ::on_exit([](int status, void*) { ::_exit(status); }, nullptr);
-    const int descriptors = count_entries("/proc/self/fd");
+    // What a clean worker holds (one thread, or two with a sanitizer's own; its descriptors).
+    const int threads = count_entries("/proc/self/task"), descriptors = count_entries("/proc/self/fd");
     for (int used = 1;; ++used) {
       request_msg req;
       fds_t fds;
@@ -445,7 +446,7 @@ private:
       if (used >= reuse) ::_exit(0); // no destructors, no atexit handlers
       bool clean = !handle || unloads(handle, path);
       if (fds.image >= 0) ::close(fds.image);
-      if (!clean || !as_it_was(descriptors) || ::send(sock, "i", 1, MSG_NOSIGNAL) != 1) ::_exit(0);
+      if (!clean || !as_it_was(threads, descriptors) || ::send(sock, "i", 1, MSG_NOSIGNAL) != 1) ::_exit(0);
     }
   }
 
@@ -460,8 +461,8 @@ private:
   }
 
   // Whether no thread or descriptor a library made is left.
-  static bool as_it_was(int descriptors) noexcept {
-    return count_entries("/proc/self/task") == 1 && count_entries("/proc/self/fd") == descriptors;
+  static bool as_it_was(int threads, int descriptors) noexcept {
+    return count_entries("/proc/self/task") == threads && count_entries("/proc/self/fd") == descriptors;
   }
 
   // Entries of a /proc directory (without . and ..), or -1.
