@@ -85,8 +85,9 @@ public:
   /// Whether the pollers found their cores taken lately: wait, do not poll.
   bool contended() const noexcept { return contended(*s_); }
 
-  /// Yields the core to a waiting thread; false (and the burst marked contended) if that took
-  /// more than `starved`: another thread had the core for a whole time slice.
+  /// Yields the core to a waiting thread; false (and the cores marked contended for
+  /// `contention_memory`) if that took more than `starved`: another thread had the core for a
+  /// whole time slice.
   bool yield() const noexcept { return yield(*s_); }
 
   /// A call was abandoned past its limit and may be holding its thread: one more thread

@@ -50,9 +50,13 @@ public:
   const std::filesystem::path& directory() const noexcept { return dir_; }
 
   error_info save(std::string_view plugin, const boost::json::object& snapshot) {
+    return save(plugin, std::make_shared<const boost::json::object>(snapshot));
+  }
+  /// Writes the reload's own snapshot, and keeps it in memory without a copy.
+  error_info save(std::string_view plugin, snapshot_ptr snapshot) {
     if (!dir_.empty())
-      if (auto err = write(plugin, boost::json::serialize(snapshot))) return err;
-    return memory_.save(plugin, snapshot);
+      if (auto err = write(plugin, boost::json::serialize(*snapshot))) return err;
+    return memory_.save(plugin, std::move(snapshot));
   }
 
   std::optional<boost::json::object> load(std::string_view plugin) {
@@ -169,7 +173,7 @@ private:
   json_state memory_;
 };
 
-static_assert(state_store<persistent_json_state>);
+static_assert(state_store<persistent_json_state> && state_store_sharing<persistent_json_state>);
 
 } // namespace hotreload
 

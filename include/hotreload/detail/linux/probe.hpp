@@ -253,7 +253,6 @@ private:
     ssize_t got;
     do got = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
     while (got < 0 && errno == EINTR);
-    fds = {};
     int list[2] = {-1, -1};
     if (auto* c = CMSG_FIRSTHDR(&msg); got >= 0 && c && c->cmsg_type == SCM_RIGHTS) {
       auto n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
