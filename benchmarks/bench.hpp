@@ -7,12 +7,15 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <string>
 #include <vector>
 
 #include <dirent.h>
+#include <sched.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace bench {
@@ -72,6 +75,24 @@ inline int open_fds() {
     ::closedir(d);
   }
   return n - 1; // the directory's own descriptor
+}
+
+/// Waits until no replaced library under the shadow directory `dir` waits to be freed (a
+/// last name, `*.source`, with no other): the loader frees a replaced library's blocks on a
+/// thread of its own once the old version is gone, so independent trials wait for it, as
+/// they wait for the old version's unmapping.
+inline void wait_replaced_freed(const std::string& dir) {
+  for (;;) {
+    bool waiting = false;
+    std::error_code ec;
+    for (auto& e : std::filesystem::recursive_directory_iterator(dir, ec)) {
+      struct ::stat st{};
+      waiting = waiting || (e.path().extension() == ".source" && ::lstat(e.path().c_str(), &st) == 0 &&
+                            st.st_nlink == 1);
+    }
+    if (!waiting) return;
+    ::sched_yield();
+  }
 }
 
 /// Distinct files mapped from below `dir`.

@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
     asio::co_spawn(io, [&]() -> asio::awaitable<void> {
       co_await r.async_start(asio::use_awaitable);
       for (int i = 1; i <= reloads; ++i) {
+        bench::wait_replaced_freed(shadow.string()); // as in reload_latency: independent reloads
         install(i);
         auto t0 = clock_type::now();
         co_await r.async_reload_plugin("counter", asio::use_awaitable);
@@ -51,6 +52,7 @@ int main(int argc, char** argv) {
       }
       // Let the last old version unmap (its unload is posted to the strand).
       co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+      bench::wait_replaced_freed(shadow.string());
       rss_last = bench::rss_bytes();
       fds_last = bench::open_fds();
       mapped_last = bench::mapped_under(shadow.string());

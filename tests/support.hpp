@@ -150,6 +150,18 @@ inline std::size_t files_under(const fs::path& dir, const std::string& suffix) {
   return n;
 }
 
+// Whether `done` becomes true within `limit`, for what happens on a thread of the library's
+// own that sends no event; checked as fast as the scheduler allows, not after a sleep.
+template <class Condition>
+bool becomes_true(Condition done, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
 // One plugin directory with counter v1 installed, an io_context, a reloader on it and a
 // recorder of its events; `tweak` adjusts the options first. Tests name its members with
 // references (`auto& r = h.r;`), not a structured binding: clang 14 cannot capture

@@ -205,7 +205,9 @@ TEST_CASE("a batch of 5 independent plugins with 50 ms of async work per hook ru
     // hooks' 50 ms stay; batch against sequential is what shows the five ran concurrently.
     CHECK(batch < 3 * single);
     CHECK(batch * 2 < sequential);
-    CHECK(start < 250ms); // five setups of 50 ms, concurrently
+    // Five setups of 50 ms: one after another they would take 250 ms and more, half of the
+    // five reloads' 500 ms; relative, so that a loaded machine slows both alike.
+    CHECK(start * 3 < sequential);
     co_await g.r.async_stop(use_awaitable);
   });
 }

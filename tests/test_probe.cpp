@@ -120,6 +120,8 @@ TEST_CASE("probe workers: reused up to probe_reuse, replaced when a library leav
       {"not_a_plugin", probe_result::loaded, true},           // loads and unloads cleanly
       {"counter_static_fd", probe_result::loaded, false},     // a descriptor left open
       {"counter_static_exits", probe_result::exited, false},  // exit(0) while loading
+      {"counter_undefined_at_init", probe_result::exited, false}, // the dynamic linker's exit(127)
+      {"counter_undefined_later", probe_result::loaded, true},    // bound lazily: the probe is for initialisers
       {"counter_static_throws", probe_result::signalled, false},
       {"counter_static_hangs", probe_result::timed_out, false},
   };
@@ -145,6 +147,7 @@ TEST_CASE("probe workers: reused up to probe_reuse, replaced when a library leav
     worker = next.worker;
   }
   CHECK(probe(*server, image("counter_static_exits")).value == 0); // the library's own exit status
+  CHECK(probe(*server, image("counter_undefined_at_init")).value == 127);
 
   // A library sent open (as the loader does, so that the probe reads the file being copied):
   // a rename over its path meanwhile changes nothing.

@@ -226,6 +226,50 @@ TEST_CASE("old libraries are unmapped and their shadow copies deleted; 100 reloa
   });
 }
 
+TEST_CASE("a served library's file keeps a name in the shadow directory, so a build's rename over it does not "
+          "free its blocks; the name goes once its version is replaced or refused, and at stop") {
+  harness h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
+  auto inode_now = [&] {
+    struct ::stat st{};
+    REQUIRE(::stat((box.plugins / "counter.so").c_str(), &st) == 0);
+    return st.st_ino;
+  };
+  // The kept names: (inode, how many names that file has).
+  auto kept = [&] {
+    std::vector<std::pair<ino_t, nlink_t>> out;
+    for (auto& e : fs::recursive_directory_iterator(box.shadow)) {
+      struct ::stat st{};
+      if (e.path().extension() == ".source" && ::lstat(e.path().c_str(), &st) == 0)
+        out.emplace_back(st.st_ino, st.st_nlink);
+    }
+    return out;
+  };
+  using names = std::vector<std::pair<ino_t, nlink_t>>;
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    auto v1 = inode_now();
+    CHECK(kept() == names{{v1, 2}});
+    box.install("counter_v2");
+    CHECK(kept() == names{{v1, 1}}); // replaced, not freed: the rename only dropped a name
+    co_await r.async_reload_plugin("counter", use_awaitable);
+    auto gone = co_await rec.next(hr::event_kind::unloaded);
+    CHECK(gone.old_version == "1.0.0");
+    auto v2 = inode_now();
+    CHECK(becomes_true([&] { return kept() == names{{v2, 2}}; })); // v1 freed, on hotreload's thread
+    box.write("not a library");
+    auto [ec] = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
+    CHECK(ec);
+    CHECK(kept() == names{{v2, 1}}); // the served version's file is kept, the refused one's not
+    co_await r.async_stop(use_awaitable);
+    co_await rec.next(hr::event_kind::unloaded);
+    CHECK(becomes_true([&] { return kept().empty(); }));
+  });
+}
+
 TEST_CASE("a plugin's Asio timer and the io_context outlive the plugin: no crash at destruction") {
   sandbox box;
   box.install("counter_v1");

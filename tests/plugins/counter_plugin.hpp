@@ -12,7 +12,9 @@
 // is missing. STATIC_INIT_THROWS / STATIC_INIT_HANGS / STATIC_INIT_EXITS: a static initialiser
 // throws / never returns / calls exit(0). STATIC_INIT_THREAD / STATIC_INIT_FD: a static
 // initialiser starts a thread that never ends / opens a descriptor it never closes (loaded only
-// by probes: what they leave behind makes a probe worker unclean).
+// by probes: what they leave behind makes a probe worker unclean). CALLS_UNDEFINED_AT_INIT /
+// CALLS_UNDEFINED_LATER: a function that no library defines is called by a static initialiser
+// / by increment().
 // THREAD_LOCAL_STATE: increment() touches a thread_local std::string (which pins the library).
 #include "counter_iface.hpp"
 
@@ -103,6 +105,16 @@ struct fd_at_load {
 } fd_at_load_instance;
 } // namespace
 #endif
+#if defined(CALLS_UNDEFINED_AT_INIT) || defined(CALLS_UNDEFINED_LATER)
+extern "C" int hotreload_test_undefined_function();
+#endif
+#ifdef CALLS_UNDEFINED_AT_INIT
+namespace {
+struct calls_undefined_at_load {
+  int value = hotreload_test_undefined_function();
+} calls_undefined_at_load_instance;
+} // namespace
+#endif
 #ifdef STATIC_INIT_HANGS
 namespace {
 struct hangs_at_load {
@@ -128,6 +140,9 @@ public:
     // A thread_local with a destructor, touched on the caller's (long-lived) thread.
     static thread_local std::string last_call;
     last_call = "increment";
+#endif
+#ifdef CALLS_UNDEFINED_LATER
+    count_ += hotreload_test_undefined_function();
 #endif
     return ++count_;
   }

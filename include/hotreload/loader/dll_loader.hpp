@@ -72,14 +72,16 @@ public:
   pid_t probe_pid() const noexcept { return server_ ? server_->pid() : 0; }
 
 private:
-  // Owns one mapped copy: unmaps it, then deletes the file.
+  // Owns one mapped copy: unmaps it, then deletes the file, and the link that holds the
+  // library file it was copied from (see detail::hold_link).
   struct mapping {
-    std::filesystem::path source, image;
+    std::filesystem::path source, image, held;
     boost::dll::shared_library library;
     std::shared_ptr<detail::shadow_directory> dir;
     ~mapping() {
       library.unload();
       ::unlink(image.c_str());
+      if (!held.empty()) detail::remove_later(std::move(held));
     }
   };
   using mapping_ptr = std::shared_ptr<mapping>;
@@ -133,6 +135,7 @@ private:
     s.copy->source = source;
     s.copy->image = std::move(image);
     s.copy->dir = dir_;
+    if (auto held = s.copy->image.string() + ".source"; detail::hold_link(s.source, held)) s.copy->held = held;
     return {std::move(s)};
   }
 

@@ -74,8 +74,12 @@ inline error_info probe_verdict(probe_result r, std::chrono::milliseconds limit)
   case probe_result::loaded: return {};
   case probe_result::exited:
     why = "loading it ended a probe process with exit status " + std::to_string(r.value) +
-          " (a static initialiser calls exit or quick_exit); fix its static initialisers (this program was not "
-          "affected)";
+          (r.value == 127 ? " (the dynamic linker's, when a static initialiser calls a function that no loaded "
+                            "library defines: its \"symbol lookup error\" on standard error names it; or the "
+                            "library's own exit(127)); link it against the libraries that define its functions, "
+                            "or fix its static initialisers"
+                          : " (a static initialiser calls exit or quick_exit); fix its static initialisers") +
+          " (this program was not affected)";
     break;
   case probe_result::timed_out:
     why = "loading it in a probe process did not finish within " + std::to_string(limit.count()) +
@@ -437,7 +441,12 @@ private:
         std::snprintf(by_fd, sizeof by_fd, "/proc/self/fd/%d", fds.image);
         path = by_fd;
       }
-      void* handle = ::dlopen(path, RTLD_NOW | RTLD_LOCAL);
+      // RTLD_LAZY: what the probe is for is the static initialisers; binding every function
+      // first (RTLD_NOW) took 213 us of a -O0 plugin's 1.9 MB against 86 lazily (93 against
+      // 80 at -O2). Nothing is lost: the program's own load is RTLD_NOW, which refuses a
+      // missing symbol before any of the library's code runs, and a static initialiser that
+      // calls a missing function ends the worker with the dynamic linker's status 127.
+      void* handle = ::dlopen(path, RTLD_LAZY | RTLD_LOCAL);
       // The server hears of it first: by the time the caller has the answer (and perhaps
       // sends the next request), the server knows this worker will soon be free.
       if (::send(sock, "a", 1, MSG_NOSIGNAL) != 1) ::_exit(0);
@@ -452,7 +461,7 @@ private:
   // Whether, after dlclose, the library is gone.
   static bool unloads(void* handle, const char* path) noexcept {
     ::dlclose(handle);
-    if (void* still = ::dlopen(path, RTLD_NOW | RTLD_NOLOAD)) {
+    if (void* still = ::dlopen(path, RTLD_LAZY | RTLD_NOLOAD)) {
       ::dlclose(still);
       return false;
     }

@@ -12,11 +12,16 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -155,6 +160,64 @@ inline bool written_since(int fd, const struct ::stat& before) {
   if (::fstat(fd, &now) != 0) return true;
   return now.st_size != before.st_size || now.st_mtim.tv_sec != before.st_mtim.tv_sec ||
          now.st_mtim.tv_nsec != before.st_mtim.tv_nsec;
+}
+
+/// Gives the open file `fd` a second name `link` (a hard link, through /proc/self/fd, so it
+/// is the file that was opened and checked, whatever its path names now). The loader links
+/// each served library into its shadow directory: a build's rename over the library then
+/// only drops a name (70 us on ext4 here) instead of freeing the replaced file's blocks
+/// (230 us at p50, up to 5 ms at p99, for a 228 KB library, all before the watcher hears of
+/// it); remove_later frees them once its version is gone. A link, not a held descriptor: an
+/// open file would keep its directory alive after `rm -r` (no IN_DELETE_SELF for watchers)
+/// and its file system busy. False where the file system refuses (another file system
+/// than the shadow directory's, protected_hardlinks): nothing is held then.
+inline bool hold_link(int fd, const std::filesystem::path& link) {
+  auto self = "/proc/self/fd/" + std::to_string(fd);
+  return ::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, link.c_str(), AT_SYMLINK_FOLLOW) == 0;
+}
+
+/// Removes `link` (from hold_link): here if the file has another name still (that costs
+/// nothing), else on a thread of hotreload's own, one per process, started on first use
+/// (here if it cannot be started), since the last name's removal frees the file's blocks,
+/// which belongs on no thread of the program's.
+inline void remove_later(std::filesystem::path link) {
+  struct ::stat st{};
+  if (::lstat(link.c_str(), &st) != 0 || st.st_nlink > 1) {
+    ::unlink(link.c_str());
+    return;
+  }
+  struct remover {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<std::filesystem::path> paths;
+    bool started = false;
+  };
+  static auto* r = new remover; // never destroyed: its thread may outlive static destructors
+  std::unique_lock lk(r->mu);
+  if (!r->started) {
+    try {
+      std::thread([] {
+        std::vector<std::filesystem::path> batch;
+        for (;;) {
+          {
+            std::unique_lock lk(r->mu);
+            r->cv.wait(lk, [] { return !r->paths.empty(); });
+            batch.swap(r->paths);
+          }
+          for (auto& p : batch) ::unlink(p.c_str());
+          batch.clear();
+        }
+      }).detach();
+      r->started = true;
+    } catch (const std::system_error&) {
+      lk.unlock();
+      ::unlink(link.c_str());
+      return;
+    }
+  }
+  r->paths.push_back(std::move(link));
+  lk.unlock();
+  r->cv.notify_one();
 }
 
 } // namespace hotreload::detail
