@@ -440,3 +440,63 @@ TEST_CASE("acceptance check on a first load: refused, the plugin is not started;
     });
   }
 }
+
+TEST_CASE("a new version's calls (constructor, state, on_reload_async, the acceptance check) each have their own "
+          "time limit; a late one is named, abandoned, and the calls after it are not made") {
+  std::atomic<int> asked{0};
+  auto check = [&](hr::candidate<test::counter_iface>) -> awaitable<hr::verdict> {
+    ++asked;
+    asio::steady_timer t(co_await asio::this_coro::executor, 150ms);
+    co_await t.async_wait(asio::as_tuple(use_awaitable));
+    co_return hr::verdict::accept();
+  };
+  {
+    // on_reload_async takes 150 ms and so does the check: 300 ms in a row, each within its own 250.
+    harness h([](hr::options& o) {
+      o.timeouts.on_reload = 250ms;
+      o.timeouts.accept = 250ms;
+      o.plugin_config["counter"] = {{"delay_ms", 150}};
+    });
+    auto& r = h.r;
+    r.set_acceptance_check(check);
+    run(h.io, [&]() -> awaitable<void> {
+      co_await r.async_start(use_awaitable);
+      CHECK(co_await call_increment(r) == 1);
+      h.box.install("counter_v2");
+      auto [err] = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
+      CHECK_MESSAGE(!err, err.message());
+      CHECK(r.try_get("counter")->version() == "2.0.0");
+      CHECK(co_await call_increment(r) == 2);
+      CHECK(asked == 2); // the first load, the reload
+      co_await r.async_stop(use_awaitable);
+    });
+  }
+  {
+    // on_reload_async of 2.0.0 never finishes: abandoned at its limit; the check is not asked.
+    asked = 0;
+    harness h([](hr::options& o) {
+      o.timeouts.on_reload = 250ms;
+      o.verbosity = hr::log_level::off;
+      o.plugin_config["counter"] = {{"fail_hook", "on_reload"}, {"fail_how", "hang"}, {"fail_version", "2.0.0"}};
+    });
+    auto& r = h.r;
+    r.set_acceptance_check(check);
+    run(h.io, [&]() -> awaitable<void> {
+      co_await r.async_start(use_awaitable);
+      CHECK(co_await call_increment(r) == 1);
+      h.box.install("counter_v2");
+      auto [err] = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
+      CHECK(err == hr::errc::hook_timeout);
+      auto late = co_await h.rec.next(hr::event_kind::abandoned);
+      CHECK(late.new_version == "2.0.0");
+      CHECK_MESSAGE(late.error.message.find("on_reload_async did not finish within 250 ms") != std::string::npos,
+                    late.error.message);
+      CHECK(late.error.message.find("options.timeouts.on_reload") != std::string::npos);
+      co_await h.rec.next(hr::event_kind::returned); // cancelled: it returns, and is reported
+      CHECK(asked == 1); // the first load only
+      CHECK(r.try_get("counter")->version() == "1.0.0");
+      CHECK(co_await call_increment(r) == 2); // rolled back with its state
+      co_await r.async_stop(use_awaitable);
+    });
+  }
+}

@@ -226,6 +226,53 @@ TEST_CASE("old libraries are unmapped and their shadow copies deleted; 100 reloa
   });
 }
 
+TEST_CASE("an old version is unmapped off the program's threads: callers get the new version while a library whose "
+          "unloading blocks is still unloading, and it is reported unloaded once it is done") {
+  harness h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
+  box.install("counter_unload_blocks"); // 1.0.0: its static destructor waits at the gate
+  auto& gate = *box.journal;
+  // Should the unmapping hold up the program, the test fails instead of hanging.
+  std::thread valve([&] {
+    std::unique_lock lk(gate.mu);
+    gate.changed.wait_for(lk, 30s, [&] { return gate.open; });
+    lk.unlock();
+    gate.release();
+  });
+  bool held = false; // whether the old library was still unloading while the new one served
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    CHECK(co_await call_increment(r) == 1);
+    box.install("counter_v2");
+    co_await r.async_reload_plugin("counter", use_awaitable);
+    // dlclose of 1.0.0 is now blocked in its static destructor, on hotreload's thread.
+    CHECK(becomes_true([&] {
+      std::lock_guard lk(gate.mu);
+      return gate.blocked == 1;
+    }));
+    for (int i = 2; i <= 4; ++i) {
+      auto p = co_await r.async_get("counter", use_awaitable); // not queued behind the unmapping
+      CHECK(p->version() == "2.0.0");
+      CHECK(p->increment() == i);
+    }
+    CHECK(r.try_get("counter")->increment() == 5);
+    {
+      std::lock_guard lk(gate.mu);
+      held = gate.blocked == 1 && !gate.open;
+    }
+    CHECK(rec.count(hr::event_kind::unloaded) == 0); // not reported before it is done
+    gate.release();
+    auto gone = co_await rec.next(hr::event_kind::unloaded);
+    CHECK(gone.old_version == "1.0.0");
+    co_await r.async_stop(use_awaitable);
+  });
+  valve.join();
+  CHECK(held);
+}
+
 TEST_CASE("a served library's file keeps a name in the shadow directory, so a build's rename over it does not "
           "free its blocks; the name goes once its version is replaced or refused, and at stop") {
   harness h;

@@ -234,18 +234,29 @@ struct sharing_state {
 };
 static_assert(hr::state_store_sharing<sharing_state>);
 
-TEST_CASE("a large state is handed over, not copied into the State policy: the reload and the policy share one snapshot") {
+TEST_CASE("a large state is handed over, never copied: the State policy, the new version (adopt_reload_state) and a "
+          "rollback share one snapshot") {
   sandbox box;
   box.install("counter_v1");
   auto opts = box.opts();
   auto config = failing("on_reload", "std", "2.0.0"); // for a rollback, below
   config["state_bytes"] = 1 << 20;
+  config["journal_state"] = true; // the plugin notes where the state it adopts is
+  // Where each version found its state: "<version>:state at <address>" lines.
+  auto adopted_at = [&] {
+    std::vector<std::string> out;
+    for (auto& line : box.journal->take())
+      if (auto at = line.find(":state at "); at != std::string::npos) out.push_back(line);
+    return out;
+  };
+  auto address = [](const boost::json::value& v) { return std::to_string(reinterpret_cast<std::uintptr_t>(&v)); };
   opts.plugin_config = boost::json::object{{"counter", config}};
   asio::io_context io;
   hr::basic_hot_reloader<test::counter_iface, hr::manual_watcher, hr::dll_loader, sharing_state> r(io.get_executor(), opts);
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     for (int i = 0; i < 3; ++i) co_await call_increment(r);
+    adopted_at();
     box.install("counter_v1"); // a rebuild of the same version
     co_await r.async_reload_plugin("counter", use_awaitable);
     REQUIRE(r.state().given.size() == 1);
@@ -254,9 +265,10 @@ TEST_CASE("a large state is handed over, not copied into the State policy: the r
     CHECK(first.at("custom").at("count") == 3);
     CHECK(first.at("custom").at("blob").as_string().size() == 1u << 20);
     CHECK((co_await r.async_get("counter", use_awaitable))->count() == 3);
+    CHECK(adopted_at() == std::vector<std::string>{"1.0.0:state at " + address(first.at("custom"))});
 
-    // A reload that fails after set_reload_state: the old version serves again with the
-    // state, from the same shared snapshot (set_reload_state was given a copy).
+    // A reload that fails after adopt_reload_state: the old version serves again with the
+    // state, from the same shared snapshot (which the failed version shared, immutable).
     co_await call_increment(r);
     box.install("counter_v2");
     auto [ec] = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
@@ -264,7 +276,10 @@ TEST_CASE("a large state is handed over, not copied into the State policy: the r
     CHECK(r.info("counter")->version == "1.0.0");
     CHECK((co_await r.async_get("counter", use_awaitable))->count() == 4);
     REQUIRE(r.state().given.size() == 2);
-    CHECK(r.state().given[1]->at("custom").at("count") == 4);
+    auto& second = *r.state().given[1];
+    CHECK(second.at("custom").at("count") == 4);
+    auto where = address(second.at("custom"));
+    CHECK(adopted_at() == std::vector<std::string>{"2.0.0:state at " + where, "1.0.0:state at " + where});
     co_await r.async_stop(use_awaitable);
   });
 }

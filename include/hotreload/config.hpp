@@ -17,7 +17,7 @@
 
 /// The ABI version of the host/plugin contract. Bumped whenever anything a plugin and its
 /// host share (exported symbols, plugin_context, the plugin base class) changes layout.
-#define HOTRELOAD_ABI_VERSION 2
+#define HOTRELOAD_ABI_VERSION 3
 
 namespace hotreload {
 

@@ -10,8 +10,8 @@
 
 #include <cstdint>
 #include <functional>
-#include <stdexcept>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <typeinfo>
@@ -26,7 +26,8 @@ namespace hotreload {
 ///
 /// Every hook is a coroutine that defaults to doing nothing. Reload order: get_reload_state
 /// (old) -> teardown_async (old) -> constructor (new) -> [migrate_state (new), if the
-/// versions' state_version differ] -> set_reload_state (new) -> on_reload_async (new).
+/// versions' state_version differ] -> adopt_reload_state (new; by default it copies the state
+/// into set_reload_state) -> on_reload_async (new).
 /// First load: constructor -> setup_async.
 class plugin {
 public:
@@ -55,6 +56,15 @@ public:
     (void)state;
     throw no_migration(from_version);
     co_return boost::json::value();
+  }
+  /// What set_reload_state receives, shared instead of copied: immutable, and the plugin's to
+  /// keep for as long as it likes (it keeps the snapshot it belongs to alive). Override it
+  /// instead of set_reload_state when the state is large or read into structures of the
+  /// plugin's own: a reload then copies no state at all (the snapshot holds what
+  /// get_reload_state returned, moved; the State policy and a rollback share it). The default
+  /// copies it into set_reload_state. Its failures and time limit are set_reload_state's.
+  virtual awaitable<void> adopt_reload_state(std::shared_ptr<const boost::json::value> state) {
+    co_await set_reload_state(*state);
   }
 
   /// What the default migrate_state throws.

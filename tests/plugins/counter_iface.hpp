@@ -31,6 +31,7 @@ struct journal {
   void block() {
     std::unique_lock lk(mu);
     ++blocked;
+    changed.notify_all(); // for a test waiting until plugin code is held here
     changed.wait(lk, [&] { return open; });
     --blocked;
   }

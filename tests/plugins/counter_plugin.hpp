@@ -65,7 +65,8 @@
 #else
 #define PLUGIN_STATE_VERSION ""
 #endif
-// Every lifecycle hook waits this long on an Asio timer (async work, not blocking).
+// Every lifecycle hook waits this long on an Asio timer (async work, not blocking); the
+// configuration's "delay_ms" overrides it.
 #ifndef HOOK_DELAY_MS
 #define HOOK_DELAY_MS 0
 #endif
@@ -115,6 +116,16 @@ struct calls_undefined_at_load {
 } calls_undefined_at_load_instance;
 } // namespace
 #endif
+#ifdef STATIC_DTOR_BLOCKS
+namespace {
+test::journal* unload_gate = nullptr; // the journal of the last instance made
+struct blocks_at_unload {
+  ~blocks_at_unload() {
+    if (unload_gate) unload_gate->block();
+  }
+} blocks_at_unload_instance;
+} // namespace
+#endif
 #ifdef STATIC_INIT_HANGS
 namespace {
 struct hangs_at_load {
@@ -131,6 +142,9 @@ public:
       : ctx_(ctx), journal_(ctx.shared<test::journal>()), heartbeat_(ctx.executor()) {
     note("ctor");
     fail_now("ctor");
+#ifdef STATIC_DTOR_BLOCKS
+    unload_gate = journal_;
+#endif
   }
   ~counter_plugin() override { note("dtor"); }
 
@@ -189,19 +203,30 @@ public:
       state["blob"] = boost::json::string(static_cast<std::size_t>(n->to_number<std::int64_t>()), 'x'); // built in place
     co_return state;
   }
+#ifdef STATE_V2
+  // Takes its own copy of the state (the default adopt_reload_state makes it).
   awaitable<void> set_reload_state(boost::json::value state) override {
     note("set_state");
     co_await maybe_fail("set_state");
-#ifdef STATE_V2
     // Only ever given its own format: older ones went through migrate_state.
     count_ = static_cast<int>(state.at("total").to_number<std::int64_t>());
-    history_ = state.at("history").as_array();
-#else
-    if (auto* o = state.if_object())
-      if (auto* c = o->if_contains("count")) count_ = static_cast<int>(c->to_number<std::int64_t>());
-#endif
+    history_ = std::move(state.at("history").as_array());
     co_return;
   }
+#else
+  // Shares the state instead: reads its count and keeps the rest as it is (a large state
+  // costs no copy). With the configuration's "journal_state", notes where the state is.
+  awaitable<void> adopt_reload_state(std::shared_ptr<const boost::json::value> state) override {
+    note("set_state");
+    if (ctx_.config().contains("journal_state"))
+      note("state at " + std::to_string(reinterpret_cast<std::uintptr_t>(state.get())));
+    co_await maybe_fail("set_state");
+    if (auto* o = state->if_object())
+      if (auto* c = o->if_contains("count")) count_ = static_cast<int>(c->to_number<std::int64_t>());
+    kept_ = std::move(state);
+    co_return;
+  }
+#endif
 #ifdef STATE_V2
   awaitable<boost::json::value> migrate_state(std::int64_t from, boost::json::value state) override {
     note("migrate_state");
@@ -242,9 +267,12 @@ private:
   void note(const std::string& what) {
     if (journal_) journal_->add(std::string(PLUGIN_VERSION) + ":" + what);
   }
+  // HOOK_DELAY_MS, or the configuration's "delay_ms".
   awaitable<void> delay() {
-    if (HOOK_DELAY_MS == 0) co_return;
-    asio::steady_timer t(ctx_.executor(), std::chrono::milliseconds(HOOK_DELAY_MS));
+    std::int64_t ms = HOOK_DELAY_MS;
+    if (auto* d = ctx_.config().if_contains("delay_ms")) ms = d->to_number<std::int64_t>();
+    if (ms == 0) co_return;
+    asio::steady_timer t(ctx_.executor(), std::chrono::milliseconds(ms));
     co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
   }
   // Records "<name> sees <dependency> <version>" for each dependency, through the context.
@@ -271,6 +299,8 @@ private:
   std::atomic<int> count_{0};
 #ifdef STATE_V2
   boost::json::array history_;
+#else
+  std::shared_ptr<const boost::json::value> kept_; // the last state adopted
 #endif
   std::atomic<int> beats_{0};
 };

@@ -5,6 +5,7 @@
 #include <hotreload/export.hpp>
 
 #include <atomic>
+#include <memory>
 
 constexpr const char* greeting = "Hello";
 
@@ -30,8 +31,9 @@ public:
   hotreload::awaitable<boost::json::value> get_reload_state() override {
     co_return boost::json::object{{"greeted", greeted_.load()}};
   }
-  hotreload::awaitable<void> set_reload_state(boost::json::value state) override {
-    if (auto* n = state.is_object() ? state.as_object().if_contains("greeted") : nullptr)
+  // Shared, not copied: it reads what it needs (set_reload_state would get a copy).
+  hotreload::awaitable<void> adopt_reload_state(std::shared_ptr<const boost::json::value> state) override {
+    if (auto* n = state->is_object() ? state->as_object().if_contains("greeted") : nullptr)
       greeted_ = n->to_number<std::int64_t>();
     co_return;
   }

@@ -58,11 +58,11 @@ public:
                     step, d, std::move(err)};
     for (auto& [id, h] : *subscribers) h(ev);
   }
-  /// A step of a reload finished: a debug line and a reload_step event.
+  /// A step of a reload finished (at `at`): a debug line and a reload_step event.
   void step(const std::string& plugin, reload_step s, const plugin_metadata* old_v, const plugin_metadata* new_v,
-            clock::time_point since, std::string_view what) const {
+            clock::time_point since, std::string_view what, clock::time_point at = clock::now()) const {
     if (debug_on()) log(log_level::debug, plugin, std::string(what) + " for plugin: " + plugin);
-    emit(event_kind::reload_step, plugin, old_v, new_v, clock::now() - since, {}, s);
+    emit(event_kind::reload_step, plugin, old_v, new_v, at - since, {}, s);
   }
 
   void version_mapped() { ++live_versions_; }

@@ -23,10 +23,14 @@
 #include <boost/json/value.hpp>
 
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 namespace hotreload::detail {
 
@@ -75,57 +79,100 @@ public:
     weak_reg_ = std::move(reg);
   }
 
+  /// One call of plugin code in a sequence (see in_turn): made when its turn comes, so that
+  /// it can use what the calls before it produced; false ends the sequence there without an
+  /// error (the caller looks at what the call produced).
+  struct hook_call {
+    hook h;
+    std::function<awaitable<bool>()> make;
+    std::string lead = ":"; // between the plugin's version and the hook's name in the message
+  };
+
   /// Runs one call of plugin code on a hook thread, under its time limit cut to `window`
   /// (the end of what a reload may hold callers). The call's executor keeps `v` mapped, so a
   /// call past its limit (cancelled, and abandoned) keeps its coroutine frame, its instance
   /// and its code alive until it really returns; it is counted in plugin_info meanwhile.
-  /// `lead` goes between the plugin's version and the hook's name in the message.
   awaitable<error_info> run(const version_ptr& v, hook h, awaitable<void> op, clock::time_point window = no_window,
                             std::string lead = ":") {
+    auto once = std::make_shared<awaitable<void>>(std::move(op));
+    std::vector<hook_call> calls;
+    calls.push_back({h, [once]() -> awaitable<bool> { co_await std::move(*once); co_return true; }, std::move(lead)});
+    co_return co_await in_turn(v, std::move(calls), window);
+  }
+
+  /// Runs `calls` (all on `v`'s code) one after the other on a hook thread, as one job: one
+  /// hand-off between the strand and the hook thread for all of them, where each call would
+  /// cost one (a wake-up each way when the cores are busy). Each call still has its own time
+  /// limit, from its own start: the strand sleeps until the limit of the call under way and,
+  /// if the job has moved on by then, until the next one's. The first call that throws or is
+  /// late ends the sequence (a late one is abandoned as run() says, and the calls after it are
+  /// not made). `ended` gets when each call that was made returned.
+  awaitable<error_info> in_turn(const version_ptr& v, std::vector<hook_call> calls, clock::time_point window = no_window,
+                                std::vector<clock::time_point>* ended = nullptr) {
     const auto& name = v->meta.name;
     auto who = "plugin '" + name + "' " + v->meta.version;
-    auto own = deadline_after(opts_.timeouts.*spec(h).limit);
-    auto until = std::min(own, window);
-    auto start = clock::now();
-    if (until <= start) co_return out_of_time(who, h, name);
-    auto st = std::make_shared<call_state>();
+    if (calls.empty()) co_return error_info{};
+    if (window <= clock::now()) co_return out_of_time(who, calls.front().h, name);
+    auto st = std::make_shared<call_state>(calls.size());
     st->context = threads_.context();
+    st->window = window;
     auto ex = threads_.executor();
+    std::vector<hook> hooks; // `calls` goes to the hook thread
+    for (auto& c : calls) hooks.push_back(c.h);
+    auto limit = [&](std::size_t i) { return opts_.timeouts.*spec(hooks[i]).limit; };
     // On the hook thread: the outcome, then the strand is told (if the reloader is still there).
-    auto returned = [st, strand = strand_, hub = weak_hub_, reg = weak_reg_, v, h, start](std::exception_ptr e) {
-      if (e) st->error = describe(e);
+    auto returned = [st, strand = strand_, hub = weak_hub_, reg = weak_reg_, v, hooks](std::exception_ptr e) {
+      if (e && st->error.empty()) st->error = describe(e);
       st->finished.store(true, std::memory_order_release);
       if (hub.expired()) return;
-      asio::post(strand, [st, hub, reg, v, h, start] {
+      asio::post(strand, [st, hub, reg, v, hooks] {
         st->done.set();
-        if (st->abandoned) report_return(hub, reg, v, h, start);
+        if (st->abandoned) report_return(hub, reg, v, hooks[st->at_abandon], st->since_abandon);
       });
     };
-    asio::co_spawn(asio::any_io_executor(keepalive_executor<hook_threads::executor_type>(ex, v)), std::move(op),
-                   asio::bind_cancellation_slot(st->cancel.slot(), std::move(returned)));
+    asio::co_spawn(asio::any_io_executor(keepalive_executor<hook_threads::executor_type>(ex, v)),
+                   sequence(st, std::move(calls)), asio::bind_cancellation_slot(st->cancel.slot(), std::move(returned)));
     // No co_await inside a condition: g++ 12 does not short-circuit around it.
     bool finished = returned_soon(*st);
-    if (!finished) {
+    std::size_t at = 0;
+    clock::time_point since, until, own;
+    while (!finished) {
+      std::tie(at, since) = st->current();
+      own = since + std::min(limit(at), std::chrono::duration_cast<std::chrono::milliseconds>(clock::time_point::max() - since));
+      until = std::min(own, window);
       finished = co_await st->done.wait_until(until);
       finished = finished || st->finished.load(std::memory_order_acquire); // it returned just now
+      if (!finished && st->current().first == at && clock::now() >= until) break; // late
     }
     if (!finished) {
+      // The calls before the late one were made: what they did stands (`at` was published
+      // after their ends).
+      if (ended) ended->assign(st->ended.begin(), st->ended.begin() + static_cast<std::ptrdiff_t>(at));
       st->abandoned = true;
+      st->at_abandon = at;
+      st->since_abandon = since;
+      st->stop.store(true, std::memory_order_relaxed);
       asio::post(ex, [st] { st->cancel.emit(asio::cancellation_type::all); }); // where the call runs
       threads_.abandoned();
       hub_.abandoned(+1);
       reg_.count(name, &plugin_info::abandoned_calls, +1);
+      const auto h = hooks[at];
       auto raise = until == own ? std::string("options.timeouts.") + spec(h).option
                                 : std::string("options.max_caller_wait (the longest a reload may hold callers)");
       auto err = fail(errc::hook_timeout, name,
-                      who + ": " + spec(h).name + " did not finish within " + whole_ms(until - start) +
+                      who + ": " + spec(h).name + " did not finish within " + whole_ms(until - since) +
                           " and was abandoned (cancelled; its library stays mapped until it returns); never "
                           "block a hook's thread, make it finish sooner, or raise " + raise);
-      hub_.emit(event_kind::abandoned, name, nullptr, &v->meta, clock::now() - start, err);
+      hub_.emit(event_kind::abandoned, name, nullptr, &v->meta, clock::now() - since, err);
       co_return err;
     }
-    if (!st->error.empty())
-      co_return fail(spec(h).failure, name, who + lead + " " + spec(h).name + " threw: " + st->error + spec(h).fix);
+    if (ended) ended->assign(st->ended.begin(), st->ended.begin() + static_cast<std::ptrdiff_t>(st->made));
+    if (st->skipped) co_return out_of_time(who, hooks[st->failed], name);
+    if (!st->error.empty()) {
+      const auto h = hooks[st->failed];
+      co_return fail(spec(h).failure, name,
+                     who + st->leads[st->failed] + " " + spec(h).name + " threw: " + st->error + spec(h).fix);
+    }
     co_return error_info{};
   }
 
@@ -141,32 +188,65 @@ public:
   }
 
   /// Steps 5-7 of a reload (constructor, state restored, on_reload_async), or a first start
-  /// without `old_v` (constructor, saved state if any, setup_async): an instance of `v` ready
-  /// to serve.
+  /// without `old_v` (constructor, saved state if any, setup_async), then the host's
+  /// acceptance check for a new version: an instance of `v` ready to serve. The calls go to
+  /// the hook thread as one job (in_turn); their steps are reported once it is back, each
+  /// with the time it was done.
   awaitable<result<instance>> bring_up(const version_ptr& v, const snapshot_ptr& snapshot,
                                        const version_ptr& old_v, clock::time_point t0,
                                        clock::time_point window = no_window) {
     const auto& name = v->meta.name;
-    auto step = [&](reload_step s, std::string_view what) {
-      if (old_v) hub_.step(name, s, &old_v->meta, &v->meta, t0, what);
-    };
     auto inst = std::make_shared<result<instance>>();
-    if (auto err = co_await run(v, hook::construct, factory_.construct(v, inst), window))
-      co_return result<instance>{{}, err};
-    if (!*inst) co_return std::move(*inst);
-    step(reload_step::constructed, "Constructed new instance");
+    std::vector<hook_call> calls;
+    std::vector<std::pair<reload_step, const char*>> steps; // reported after each call
+    // The plugin's context is made here, on the strand; the factory runs in the job.
+    auto construct = std::make_shared<awaitable<void>>(factory_.construct(v, inst));
+    calls.push_back({hook::construct, [construct, inst]() -> awaitable<bool> {
+                       co_await std::move(*construct);
+                       co_return static_cast<bool>(*inst);
+                     }});
+    steps.emplace_back(reload_step::constructed, "Constructed new instance");
+    std::int64_t from = v->meta.state_version;
     if (snapshot && policies_.preserves_state()) {
-      if (auto err = co_await restore_state(v, inst->value, *snapshot, window)) co_return result<instance>{{}, err};
-      step(reload_step::state_restored, "Restored state");
+      if (auto sv = snapshot->if_contains("state_version"); sv && sv->is_int64()) from = sv->get_int64();
+      else from = 1;
+      add_restore(calls, steps, v, inst, snapshot, from);
     }
     const hook h = old_v ? hook::on_reload : hook::setup;
-    if (auto err = co_await call(v, inst->value, h, window)) co_return result<instance>{{}, err};
-    step(reload_step::reload_hook, "Called on_reload_async");
-    if (v != old_v) // a new version (not a rollback, nor a rebuild on the same version)
-      if (auto err = co_await accept(v, inst->value, old_v, window)) {
-        co_await call(v, inst->value, hook::teardown, window); // it came up: it goes down
-        co_return result<instance>{{}, err};
-      }
+    calls.push_back({h, [inst, h]() -> awaitable<bool> {
+                       co_await lifecycle(inst->value.object, h);
+                       co_return true;
+                     }});
+    steps.emplace_back(reload_step::reload_hook, "Called on_reload_async");
+    auto check = acceptance_check();
+    auto answer = std::make_shared<verdict>();
+    bool asks = check && v != old_v; // a new version (not a rollback, nor a rebuild on the same version)
+    if (asks)
+      calls.push_back({hook::accept, [check, old_v, v, inst, answer]() -> awaitable<bool> {
+                         co_await ask(check, old_v, v, inst->value, answer);
+                         co_return true;
+                       }});
+    std::vector<clock::time_point> ended;
+    auto err = co_await in_turn(v, std::move(calls), window, &ended);
+    for (std::size_t i = 0; i < ended.size() && *inst; ++i) { // none if the constructor failed
+      if (i == steps.size()) break; // the acceptance check has no step
+      if (steps[i].first == reload_step::none) continue;
+      if (steps[i].first == reload_step::state_restored && from != v->meta.state_version)
+        hub_.log(log_level::info, name,
+                 "Migrated state of plugin " + name + " from state_version " + std::to_string(from) + " to " +
+                     std::to_string(v->meta.state_version));
+      if (old_v) hub_.step(name, steps[i].first, &old_v->meta, &v->meta, t0, steps[i].second, ended[i]);
+    }
+    if (!err && !*inst) co_return std::move(*inst); // the constructor failed
+    if (!err && asks && !answer->accepted)
+      err = fail(errc::not_accepted, name,
+                 "plugin '" + name + "' " + v->meta.version + " was refused by the host's acceptance check: " +
+                     (answer->reason.empty() ? std::string("(no reason given)") : answer->reason));
+    if (err && asks && ended.size() >= steps.size()) { // from the check: everything before it was made
+      err.code = make_error_code(errc::not_accepted); // a late answer refuses too
+      co_await call(v, inst->value, hook::teardown, window); // it came up: it goes down
+    }
+    if (err) co_return result<instance>{{}, err};
     co_return std::move(*inst);
   }
 
@@ -190,23 +270,9 @@ public:
   }
 
 private:
-  // The host's acceptance check on `inst`, the new `v` about to replace `old_v` (or null).
-  awaitable<error_info> accept(const version_ptr& v, const instance& inst, const version_ptr& old_v,
-                               clock::time_point window) {
-    std::shared_ptr<const acceptance_fn> check;
-    {
-      std::lock_guard lk(check_mu_);
-      check = check_;
-    }
-    if (!check) co_return error_info{};
-    auto answer = std::make_shared<verdict>();
-    auto err = co_await run(v, hook::accept, ask(std::move(check), old_v, v, inst, answer), window);
-    if (!err && !answer->accepted)
-      err = fail(errc::not_accepted, v->meta.name,
-                 "plugin '" + v->meta.name + "' " + v->meta.version + " was refused by the host's acceptance check: " +
-                     (answer->reason.empty() ? std::string("(no reason given)") : answer->reason));
-    if (err) err.code = make_error_code(errc::not_accepted); // a late answer refuses too
-    co_return err;
+  std::shared_ptr<const acceptance_fn> acceptance_check() {
+    std::lock_guard lk(check_mu_);
+    return check_;
   }
   // Holds both versions and the instance for as long as the check runs (even abandoned).
   static awaitable<void> ask(std::shared_ptr<const acceptance_fn> check, version_ptr old_v, version_ptr v,
@@ -215,15 +281,66 @@ private:
   }
 
   struct call_state {
+    explicit call_state(std::size_t n) : ended(n), leads(n) {}
     // The hook threads' io_context, kept until the call's last trace is gone: the cancel
     // signal's handler holds a strand of it, and may go on the program's thread, late.
     std::shared_ptr<const void> context;
-    std::atomic<bool> finished{false}; // set on the hook thread, after `error`
-    std::string error;                 // what it threw
+    clock::time_point window = no_window;
+    // Which call is under way and since when: written by the hook thread, `at` last; read by
+    // the strand, `at` first and again after `since` (so the two belong together).
+    std::atomic<std::size_t> at{0};
+    std::atomic<clock::rep> since{clock::now().time_since_epoch().count()};
+    std::atomic<bool> stop{false};     // set by the strand: make no more calls
+    std::atomic<bool> finished{false}; // set on the hook thread, after everything below
+    std::string error;                 // what the failed call threw
+    std::size_t failed = 0;            // which call threw, or was not made (skipped)
+    bool skipped = false;              // the window was over before its turn
+    std::size_t made = 0;              // calls that returned
+    std::vector<clock::time_point> ended;
+    std::vector<std::string> leads;
     async_event done;                  // strand only: set once the strand knows it returned
     asio::cancellation_signal cancel;  // emitted on the call's own strand
-    bool abandoned = false;            // strand only
+    bool abandoned = false;            // strand only, and what follows
+    std::size_t at_abandon = 0;
+    clock::time_point since_abandon;
+
+    std::pair<std::size_t, clock::time_point> current() const {
+      for (;;) {
+        auto i = at.load(std::memory_order_acquire);
+        auto t = since.load(std::memory_order_acquire);
+        if (at.load(std::memory_order_acquire) == i) return {i, clock::time_point(clock::duration(t))};
+      }
+    }
   };
+
+  // The job on the hook thread: the calls in turn, each marked as under way while it runs.
+  static awaitable<void> sequence(std::shared_ptr<call_state> st, std::vector<hook_call> calls) {
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+      st->leads[i] = std::move(calls[i].lead);
+      if (st->stop.load(std::memory_order_relaxed)) co_return; // abandoned: the strand moved on
+      auto now = clock::now();
+      if (i > 0) {
+        if (now >= st->window) {
+          st->failed = i;
+          st->skipped = true;
+          co_return;
+        }
+        st->since.store(now.time_since_epoch().count(), std::memory_order_release);
+        st->at.store(i, std::memory_order_release);
+      }
+      bool more = true;
+      try {
+        more = co_await calls[i].make();
+      } catch (...) {
+        st->failed = i;
+        st->error = describe(std::current_exception());
+        co_return;
+      }
+      st->ended[i] = clock::now();
+      st->made = i + 1;
+      if (!more) co_return;
+    }
+  }
 
   // Most calls return within microseconds: the strand waits that long awake, yielding (see
   // hook_threads.hpp), not through a timer and a wake-up; unless the cores are contended.
@@ -256,26 +373,35 @@ private:
                     "hooks before it finish sooner, or raise it");
   }
 
-  // migrate_state if the snapshot's state_version is not `v`'s, then set_reload_state. The
-  // state is copied for the plugin (set_reload_state takes it): the snapshot stays whole for a
-  // rollback. The one copy of a state that a reload makes.
-  awaitable<error_info> restore_state(const version_ptr& v, const instance& inst, const boost::json::object& snapshot,
-                                      clock::time_point window) {
-    const auto& name = v->meta.name;
-    // Built outside the co_await expression: g++ 12 mishandles temporaries there.
-    auto custom = std::make_shared<boost::json::value>();
-    if (auto c = snapshot.if_contains("custom")) *custom = *c;
-    std::int64_t from = 1;
-    if (auto sv = snapshot.if_contains("state_version"); sv && sv->is_int64()) from = sv->get_int64();
+  // The calls that restore the snapshot's state into the new instance: migrate_state if its
+  // state_version (`from`) is not `v`'s, then adopt_reload_state. The plugin is given the
+  // snapshot's own state, shared and immutable (the snapshot stays whole for a rollback and
+  // the State policy): no copy, unless the plugin asks for one (set_reload_state, the
+  // default) or a migration needs one (migrate_state takes its state by value).
+  static void add_restore(std::vector<hook_call>& calls, std::vector<std::pair<reload_step, const char*>>& steps,
+                          const version_ptr& v, const std::shared_ptr<result<instance>>& inst,
+                          const snapshot_ptr& snapshot, std::int64_t from) {
+    std::shared_ptr<const boost::json::value> state;
+    if (auto c = snapshot->if_contains("custom")) state = std::shared_ptr<const boost::json::value>(snapshot, c);
+    else state = std::make_shared<const boost::json::value>();
     if (from != v->meta.state_version) {
-      auto lead = " (state_version " + std::to_string(v->meta.state_version) + ") was given a state of state_version " +
-                  std::to_string(from) + " and";
-      if (auto err = co_await run(v, hook::migrate_state, migrate(inst.object, from, custom), window, lead)) co_return err;
-      hub_.log(log_level::info, name,
-               "Migrated state of plugin " + name + " from state_version " + std::to_string(from) + " to " +
-                   std::to_string(v->meta.state_version));
+      auto migrated = std::make_shared<boost::json::value>();
+      calls.push_back({hook::migrate_state,
+                       [inst, state, migrated, from]() -> awaitable<bool> {
+                         *migrated = *state; // on the hook thread
+                         co_await migrate(inst->value.object, from, migrated);
+                         co_return true;
+                       },
+                       " (state_version " + std::to_string(v->meta.state_version) +
+                           ") was given a state of state_version " + std::to_string(from) + " and"});
+      steps.emplace_back(reload_step::none, "");
+      state = migrated;
     }
-    co_return co_await run(v, hook::set_state, set_state(inst.object, std::move(*custom)), window);
+    calls.push_back({hook::set_state, [inst, state]() -> awaitable<bool> {
+                       co_await adopt(inst->value.object, state);
+                       co_return true;
+                     }});
+    steps.emplace_back(reload_step::state_restored, "Restored state");
   }
 
   static awaitable<void> lifecycle(std::shared_ptr<plugin> p, hook h) {
@@ -289,8 +415,8 @@ private:
   static awaitable<void> get_state(std::shared_ptr<plugin> p, std::shared_ptr<boost::json::value> out) {
     *out = co_await p->get_reload_state();
   }
-  static awaitable<void> set_state(std::shared_ptr<plugin> p, boost::json::value state) {
-    co_await p->set_reload_state(std::move(state));
+  static awaitable<void> adopt(std::shared_ptr<plugin> p, std::shared_ptr<const boost::json::value> state) {
+    co_await p->adopt_reload_state(std::move(state));
   }
   static awaitable<void> migrate(std::shared_ptr<plugin> p, std::int64_t from, std::shared_ptr<boost::json::value> state) {
     *state = co_await p->migrate_state(from, std::move(*state));

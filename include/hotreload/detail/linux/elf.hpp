@@ -32,12 +32,17 @@ inline error_info elf_truncation(int fd) {
   if (std::memcmp(h.e_ident, ELFMAG, SELFMAG) != 0 || h.e_ident[EI_CLASS] != ELFCLASS64) return {};
   auto size = static_cast<std::uint64_t>(st.st_size);
   auto need = h.e_shoff + std::uint64_t(h.e_shnum) * h.e_shentsize;
-  for (unsigned i = 0; i < h.e_phnum && need <= size; ++i) {
-    Elf64_Phdr ph{};
-    auto at = static_cast<off_t>(h.e_phoff + std::uint64_t(i) * h.e_phentsize);
-    if (::pread(fd, &ph, sizeof ph, at) != static_cast<ssize_t>(sizeof ph))
+  if (h.e_phnum > 0 && need <= size) { // the program headers, in one read
+    auto span = std::uint64_t(h.e_phnum - 1) * h.e_phentsize + sizeof(Elf64_Phdr);
+    std::vector<char> table(h.e_phoff <= size && span <= size - h.e_phoff ? span : 0);
+    if (table.empty() ||
+        ::pread(fd, table.data(), table.size(), static_cast<off_t>(h.e_phoff)) != static_cast<ssize_t>(table.size()))
       return fail(errc::load_failed, {}, "it is truncated (its program headers are cut off; still being written?)");
-    need = std::max<std::uint64_t>(need, ph.p_offset + ph.p_filesz);
+    for (unsigned i = 0; i < h.e_phnum; ++i) {
+      Elf64_Phdr ph{};
+      std::memcpy(&ph, table.data() + std::uint64_t(i) * h.e_phentsize, sizeof ph);
+      need = std::max<std::uint64_t>(need, ph.p_offset + ph.p_filesz);
+    }
   }
   if (need <= size) return {};
   return fail(errc::load_failed, {},

@@ -5,6 +5,7 @@
 // sendfile into a locked per-process directory and checked (regular file, owner,
 // permissions, a whole ELF image) on the bytes that will be mapped.
 
+#include <hotreload/detail/background.hpp>
 #include <hotreload/detail/linux/elf.hpp>
 #include <hotreload/detail/linux/trust.hpp>
 #include <hotreload/detail/result.hpp>
@@ -12,15 +13,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <string>
 #include <system_error>
-#include <thread>
 #include <vector>
 
 #include <fcntl.h>
@@ -177,8 +175,7 @@ inline bool hold_link(int fd, const std::filesystem::path& link) {
 }
 
 /// Removes `link` (from hold_link): here if the file has another name still (that costs
-/// nothing), else on a thread of hotreload's own, one per process, started on first use
-/// (here if it cannot be started), since the last name's removal frees the file's blocks,
+/// nothing), else in the background, since the last name's removal frees the file's blocks,
 /// which belongs on no thread of the program's.
 inline void remove_later(std::filesystem::path link) {
   struct ::stat st{};
@@ -186,38 +183,7 @@ inline void remove_later(std::filesystem::path link) {
     ::unlink(link.c_str());
     return;
   }
-  struct remover {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::vector<std::filesystem::path> paths;
-    bool started = false;
-  };
-  static auto* r = new remover; // never destroyed: its thread may outlive static destructors
-  std::unique_lock lk(r->mu);
-  if (!r->started) {
-    try {
-      std::thread([] {
-        std::vector<std::filesystem::path> batch;
-        for (;;) {
-          {
-            std::unique_lock lk(r->mu);
-            r->cv.wait(lk, [] { return !r->paths.empty(); });
-            batch.swap(r->paths);
-          }
-          for (auto& p : batch) ::unlink(p.c_str());
-          batch.clear();
-        }
-      }).detach();
-      r->started = true;
-    } catch (const std::system_error&) {
-      lk.unlock();
-      ::unlink(link.c_str());
-      return;
-    }
-  }
-  r->paths.push_back(std::move(link));
-  lk.unlock();
-  r->cv.notify_one();
+  in_background([link = std::move(link)] { ::unlink(link.c_str()); });
 }
 
 } // namespace hotreload::detail

@@ -1,0 +1,60 @@
+#ifndef HOTRELOAD_DETAIL_BACKGROUND_HPP
+#define HOTRELOAD_DETAIL_BACKGROUND_HPP
+
+// Work that belongs on no thread of the program's, and that nobody waits for: unmapping a
+// version that is gone (dlclose runs its static destructors, the removal of its shadow copy
+// frees blocks) and removing the link that held a replaced library file. One thread per
+// process, started on first use, runs it in order; it is never destroyed (it may outlive
+// static destructors, and a job may block in plugin code without holding up anything but
+// later jobs).
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace hotreload::detail {
+
+/// Runs `job` on the background thread, after the jobs queued before it; here if that thread
+/// cannot be started.
+inline void in_background(std::function<void()> job) {
+  struct queue {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<std::function<void()>> jobs;
+    bool started = false;
+  };
+  static auto* q = new queue; // never destroyed, with its thread
+  std::unique_lock lk(q->mu);
+  if (!q->started) {
+    try {
+      std::thread([] {
+        std::vector<std::function<void()>> batch;
+        for (;;) {
+          {
+            std::unique_lock lk(q->mu);
+            q->cv.wait(lk, [] { return !q->jobs.empty(); });
+            batch.swap(q->jobs);
+          }
+          for (auto& j : batch) j();
+          batch.clear();
+        }
+      }).detach();
+      q->started = true;
+    } catch (const std::system_error&) {
+      lk.unlock();
+      job();
+      return;
+    }
+  }
+  q->jobs.push_back(std::move(job));
+  lk.unlock();
+  q->cv.notify_one();
+}
+
+} // namespace hotreload::detail
+
+#endif
