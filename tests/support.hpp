@@ -196,6 +196,18 @@ awaitable<int> call_increment(Reloader& r) {
 }
 
 
+// Opens `gate` after `limit` unless something opens it first: a test whose plugin code
+// waits at the gate fails (its checks see the gate opened late) instead of hanging, should
+// the library not do its part. Join the thread once the gate is open.
+inline std::thread open_at_the_latest(test::journal& gate, std::chrono::seconds limit = std::chrono::seconds(30)) {
+  return std::thread([&gate, limit] {
+    std::unique_lock lk(gate.mu);
+    gate.changed.wait_for(lk, limit, [&] { return gate.open; });
+    lk.unlock();
+    gate.release();
+  });
+}
+
 // Lets time pass; only for tests that are about time (debounce, "nothing more happens").
 inline awaitable<void> sleep_for(std::chrono::milliseconds d) {
   asio::steady_timer t(co_await asio::this_coro::executor, d);

@@ -337,12 +337,7 @@ TEST_CASE("plugin code that blocks its thread (constructor, each hook, teardown)
     [[maybe_unused]] auto& rec = h.rec;
     auto& gate = *box.journal;
     // Should the library fail to bound the waits, the test fails instead of hanging.
-    std::thread valve([&] {
-      std::unique_lock lk(gate.mu);
-      gate.changed.wait_for(lk, 30s, [&] { return gate.open; });
-      lk.unlock();
-      gate.release();
-    });
+    auto valve = open_at_the_latest(gate);
     busy_callers callers;
     const auto margin = 1000ms; // scheduling, sanitizers
     run(io, [&]() -> awaitable<void> {

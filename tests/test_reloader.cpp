@@ -236,12 +236,7 @@ TEST_CASE("an old version is unmapped off the program's threads: callers get the
   box.install("counter_unload_blocks"); // 1.0.0: its static destructor waits at the gate
   auto& gate = *box.journal;
   // Should the unmapping hold up the program, the test fails instead of hanging.
-  std::thread valve([&] {
-    std::unique_lock lk(gate.mu);
-    gate.changed.wait_for(lk, 30s, [&] { return gate.open; });
-    lk.unlock();
-    gate.release();
-  });
+  auto valve = open_at_the_latest(gate);
   bool held = false; // whether the old library was still unloading while the new one served
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);

@@ -142,7 +142,11 @@ public:
       until = std::min(own, window);
       finished = co_await st->done.wait_until(until);
       finished = finished || st->finished.load(std::memory_order_acquire); // it returned just now
-      if (!finished && st->current().first == at && clock::now() >= until) break; // late
+      if (finished || clock::now() < until) continue;
+      // Late, unless the job has just moved on: then the next call has its own limit. One
+      // exchange decides, so the job never starts a call after the strand gave up on it.
+      auto expected = at;
+      if (st->at.compare_exchange_strong(expected, at | call_state::given_up, std::memory_order_acq_rel)) break;
     }
     if (!finished) {
       // The calls before the late one were made: what they did stands (`at` was published
@@ -151,7 +155,6 @@ public:
       st->abandoned = true;
       st->at_abandon = at;
       st->since_abandon = since;
-      st->stop.store(true, std::memory_order_relaxed);
       asio::post(ex, [st] { st->cancel.emit(asio::cancellation_type::all); }); // where the call runs
       threads_.abandoned();
       hub_.abandoned(+1);
@@ -287,10 +290,11 @@ private:
     std::shared_ptr<const void> context;
     clock::time_point window = no_window;
     // Which call is under way and since when: written by the hook thread, `at` last; read by
-    // the strand, `at` first and again after `since` (so the two belong together).
+    // the strand, `at` first and again after `since` (so the two belong together). The strand
+    // marks the call it abandons (`given_up`), and the job then makes no more.
+    static constexpr std::size_t given_up = std::size_t(1) << (sizeof(std::size_t) * 8 - 1);
     std::atomic<std::size_t> at{0};
     std::atomic<clock::rep> since{clock::now().time_since_epoch().count()};
-    std::atomic<bool> stop{false};     // set by the strand: make no more calls
     std::atomic<bool> finished{false}; // set on the hook thread, after everything below
     std::string error;                 // what the failed call threw
     std::size_t failed = 0;            // which call threw, or was not made (skipped)
@@ -317,7 +321,6 @@ private:
   static awaitable<void> sequence(std::shared_ptr<call_state> st, std::vector<hook_call> calls) {
     for (std::size_t i = 0; i < calls.size(); ++i) {
       st->leads[i] = std::move(calls[i].lead);
-      if (st->stop.load(std::memory_order_relaxed)) co_return; // abandoned: the strand moved on
       auto now = clock::now();
       if (i > 0) {
         if (now >= st->window) {
@@ -326,7 +329,8 @@ private:
           co_return;
         }
         st->since.store(now.time_since_epoch().count(), std::memory_order_release);
-        st->at.store(i, std::memory_order_release);
+        auto expected = i - 1;
+        if (!st->at.compare_exchange_strong(expected, i, std::memory_order_acq_rel)) co_return; // given up
       }
       bool more = true;
       try {

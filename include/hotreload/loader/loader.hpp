@@ -22,7 +22,8 @@ struct loaded_library {
   std::string_view metadata;            ///< `hotreload_metadata`
   detail::create_fn* create = nullptr;  ///< `hotreload_create`
   /// Owns the mapping: releasing the last copy unloads the library and deletes `image`.
-  /// The reloader releases it only on its own executor, never inside plugin code.
+  /// The reloader releases it only on its own background thread (one per process, one
+  /// release at a time), never inside plugin code nor on the program's threads.
   std::shared_ptr<void> handle;
 };
 
