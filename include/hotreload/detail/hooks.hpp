@@ -117,8 +117,12 @@ public:
     st->context = threads_.context();
     st->window = window;
     auto ex = threads_.executor();
-    std::vector<hook> hooks; // `calls` goes to the hook thread
-    for (auto& c : calls) hooks.push_back(c.h);
+    std::vector<hook> hooks; // `calls` goes to the hook thread; what the messages need stays
+    std::vector<std::string> leads;
+    for (auto& c : calls) {
+      hooks.push_back(c.h);
+      leads.push_back(std::move(c.lead));
+    }
     auto limit = [&](std::size_t i) { return opts_.timeouts.*spec(hooks[i]).limit; };
     // On the hook thread: the outcome, then the strand is told (if the reloader is still there).
     auto returned = [st, strand = strand_, hub = weak_hub_, reg = weak_reg_, v, hooks](std::exception_ptr e) {
@@ -174,7 +178,7 @@ public:
     if (!st->error.empty()) {
       const auto h = hooks[st->failed];
       co_return fail(spec(h).failure, name,
-                     who + st->leads[st->failed] + " " + spec(h).name + " threw: " + st->error + spec(h).fix);
+                     who + leads[st->failed] + " " + spec(h).name + " threw: " + st->error + spec(h).fix);
     }
     co_return error_info{};
   }
@@ -284,7 +288,7 @@ private:
   }
 
   struct call_state {
-    explicit call_state(std::size_t n) : ended(n), leads(n) {}
+    explicit call_state(std::size_t n) : ended(n) {}
     // The hook threads' io_context, kept until the call's last trace is gone: the cancel
     // signal's handler holds a strand of it, and may go on the program's thread, late.
     std::shared_ptr<const void> context;
@@ -301,7 +305,6 @@ private:
     bool skipped = false;              // the window was over before its turn
     std::size_t made = 0;              // calls that returned
     std::vector<clock::time_point> ended;
-    std::vector<std::string> leads;
     async_event done;                  // strand only: set once the strand knows it returned
     asio::cancellation_signal cancel;  // emitted on the call's own strand
     bool abandoned = false;            // strand only, and what follows
@@ -320,7 +323,6 @@ private:
   // The job on the hook thread: the calls in turn, each marked as under way while it runs.
   static awaitable<void> sequence(std::shared_ptr<call_state> st, std::vector<hook_call> calls) {
     for (std::size_t i = 0; i < calls.size(); ++i) {
-      st->leads[i] = std::move(calls[i].lead);
       auto now = clock::now();
       if (i > 0) {
         if (now >= st->window) {
