@@ -3,6 +3,8 @@
 // resources.
 #include "hardening.hpp"
 
+#include <link.h>
+
 using namespace test;
 
 TEST_CASE("the probe runs beside the program: one small process, the reloader's thread serves meanwhile") {
@@ -160,4 +162,39 @@ TEST_CASE("probe workers: reused up to probe_reuse, replaced when a library leav
   ::close(fd);
   auto renamed = probe(*server, box.root / "counter_static_throws.probed.so");
   CHECK(renamed.kind == probe_result::loaded);
+}
+
+TEST_CASE("a probe server forked while a thread of the program holds the loader's list lock is forked again") {
+  using hr::detail::probe_result;
+  using hr::detail::probe_server;
+  // glibc's lock on its list of libraries, held here a quarter of the time by another thread
+  // (dl_iterate_phdr holds it while its callback runs; every dlopen and dlclose, briefly): a
+  // process forked meanwhile inherits it held, by a thread it does not have. Each server
+  // must still load a library, not hang in the worker's dlopen until the probe's limit.
+  sandbox box;
+  auto library = box.root / "counter.probed.so";
+  fs::copy_file(sandbox::built("counter_v1"), library);
+  std::atomic<bool> done{false};
+  std::thread walker([&] {
+    while (!done) {
+      ::dl_iterate_phdr(
+          [](dl_phdr_info*, std::size_t, void*) {
+            std::this_thread::sleep_for(1ms);
+            return 1;
+          },
+          nullptr);
+      std::this_thread::sleep_for(3ms);
+    }
+  });
+  int loaded = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto server = probe_server::start(1);
+    REQUIRE(server);
+    auto r = probe_server::read_result(server->request(library, 3s));
+    CHECK_MESSAGE(r.kind == probe_result::loaded, "server " << i << " did not load it: " << int(r.kind));
+    loaded += r.kind == probe_result::loaded;
+  }
+  done = true;
+  walker.join();
+  CHECK(loaded == 20);
 }

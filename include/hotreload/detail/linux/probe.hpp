@@ -39,6 +39,7 @@
 #include <string>
 
 #include <dlfcn.h>
+#include <link.h>
 #include <stdlib.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -46,6 +47,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -105,22 +107,27 @@ public:
   /// Forks the server; each of its workers loads up to `reuse` libraries (at least 1). Null
   /// if that failed.
   static std::shared_ptr<probe_server> start(int reuse = 1) {
-    int sv[2];
-    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return nullptr;
-    pid_t pid = ::fork();
-    if (pid < 0) {
-      ::close(sv[0]);
+    // A server that finds the loader's lock held ends itself (see usable_loader):
+    // forked again; that lock is held for microseconds at a time in a healthy program.
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      int sv[2];
+      if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return nullptr;
+      pid_t pid = ::fork();
+      if (pid < 0) {
+        ::close(sv[0]);
+        ::close(sv[1]);
+        return nullptr;
+      }
+      if (pid == 0) serve(sv[1], std::max(reuse, 1));
       ::close(sv[1]);
-      return nullptr;
+      auto server = std::shared_ptr<probe_server>(new probe_server(pid, sv[0]));
+      char ready = 0; // sent once it has shed what it inherited and found the loader usable
+      ssize_t n;
+      do n = ::recv(sv[0], &ready, 1, 0);
+      while (n < 0 && errno == EINTR);
+      if (n == 1) return server;
     }
-    if (pid == 0) serve(sv[1], std::max(reuse, 1));
-    ::close(sv[1]);
-    auto server = std::shared_ptr<probe_server>(new probe_server(pid, sv[0]));
-    char ready = 0; // sent once it has shed what it inherited
-    ssize_t n;
-    do n = ::recv(sv[0], &ready, 1, 0);
-    while (n < 0 && errno == EINTR);
-    return n == 1 ? server : nullptr;
+    return nullptr;
   }
 
   ~probe_server() {
@@ -269,6 +276,7 @@ private:
   // The server: from here on, system calls only, and no return.
   [[noreturn]] static void serve(int control, int reuse) noexcept {
     control = shed_inheritance(control);
+    usable_loader();
     if (::send(control, "r", 1, MSG_NOSIGNAL) != 1) ::_exit(1);
     pool workers;
     workers.reuse = reuse;
@@ -314,6 +322,21 @@ private:
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::prctl(PR_SET_NAME, "hotreload-probe");
     return control;
+  }
+
+  // glibc resets its loader's main lock in a forked child, but not the lock on its list of
+  // loaded libraries, which every dlopen and dlclose holds for a moment, and dl_iterate_phdr
+  // while it runs (glibc 2.36). If a thread of the program held it at the fork, it stays
+  // held here forever, and every worker's dlopen would hang until its time limit. So the
+  // server takes it once, under a timer whose signal ends the process (all signals are at
+  // their defaults by now): start() then forks again.
+  static void usable_loader() noexcept {
+    itimerval limit{};
+    limit.it_value.tv_usec = 250'000;
+    ::setitimer(ITIMER_REAL, &limit, nullptr);
+    ::dl_iterate_phdr([](dl_phdr_info*, std::size_t, void*) { return 1; }, nullptr);
+    limit.it_value = {};
+    ::setitimer(ITIMER_REAL, &limit, nullptr);
   }
 
   static std::int64_t now_ms() noexcept {
