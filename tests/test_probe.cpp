@@ -164,16 +164,20 @@ TEST_CASE("probe workers: reused up to probe_reuse, replaced when a library leav
   CHECK(renamed.kind == probe_result::loaded);
 }
 
-TEST_CASE("a probe server forked while a thread of the program holds the loader's list lock is forked again") {
+TEST_CASE("a probe server forked while a thread of the program holds a lock its workers need is forked again") {
   using hr::detail::probe_result;
   using hr::detail::probe_server;
-  // glibc's lock on its list of libraries, held here a quarter of the time by another thread
-  // (dl_iterate_phdr holds it while its callback runs; every dlopen and dlclose, briefly): a
-  // process forked meanwhile inherits it held, by a thread it does not have. Each server
-  // must still load a library, not hang in the worker's dlopen until the probe's limit.
+  // Another thread holds glibc's lock on its list of libraries a quarter of the time
+  // (dl_iterate_phdr holds it while its callback runs), and loads and unloads a library
+  // meanwhile (the same lock for a moment, the exit handlers' lock for each static object and
+  // in __cxa_finalize, a sanitizer's own): a process forked then inherits them held, by a
+  // thread it does not have. Each server must still load a library, not hang in its worker's
+  // dlopen until the probe's limit.
   sandbox box;
   auto library = box.root / "counter.probed.so";
   fs::copy_file(sandbox::built("counter_v1"), library);
+  auto other = box.root / "counter.other.so";
+  fs::copy_file(sandbox::built("counter_v2"), other);
   std::atomic<bool> done{false};
   std::thread walker([&] {
     while (!done) {
@@ -183,7 +187,8 @@ TEST_CASE("a probe server forked while a thread of the program holds the loader'
             return 1;
           },
           nullptr);
-      std::this_thread::sleep_for(3ms);
+      if (void* h = ::dlopen(other.c_str(), RTLD_NOW | RTLD_LOCAL)) ::dlclose(h);
+      std::this_thread::sleep_for(2ms);
     }
   });
   int loaded = 0;

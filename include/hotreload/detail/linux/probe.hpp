@@ -8,8 +8,9 @@
 // Forking the program for each load would cost a copy of its page tables every time (on this
 // project's VM: 0.16 ms for an empty process, 1.1 ms at 20 MB, 3.9 ms at 100 MB of touched
 // memory, with the program's memory map locked meanwhile). So a loader forks one small
-// *probe server* when it is created. The server is single-threaded and makes system calls
-// only (it is the child of a possibly multi-threaded program). It forks *workers*: a worker
+// *probe server* when it is created. The server is single-threaded and, once it has made
+// sure no lock its workers need was inherited held (take_inherited_locks), makes system
+// calls only (it is the child of a possibly multi-threaded program). It forks *workers*: a worker
 // takes one request at a time, dlopens the library, writes the answer, then dlcloses it and
 // checks that it is as it was (the library unmapped, one thread, the same descriptors). A
 // worker that is not, or that has served `reuse` probes, exits; one that dies, or takes
@@ -107,8 +108,8 @@ public:
   /// Forks the server; each of its workers loads up to `reuse` libraries (at least 1). Null
   /// if that failed.
   static std::shared_ptr<probe_server> start(int reuse = 1) {
-    // A server that finds the loader's lock held ends itself (see usable_loader):
-    // forked again; that lock is held for microseconds at a time in a healthy program.
+    // A server that finds a lock its workers need held ends itself (see
+    // take_inherited_locks): forked again; such locks are held for microseconds at a time.
     for (int attempt = 0; attempt < 8; ++attempt) {
       int sv[2];
       if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return nullptr;
@@ -121,7 +122,7 @@ public:
       if (pid == 0) serve(sv[1], std::max(reuse, 1));
       ::close(sv[1]);
       auto server = std::shared_ptr<probe_server>(new probe_server(pid, sv[0]));
-      char ready = 0; // sent once it has shed what it inherited and found the loader usable
+      char ready = 0; // sent once it has shed what it inherited and taken the locks
       ssize_t n;
       do n = ::recv(sv[0], &ready, 1, 0);
       while (n < 0 && errno == EINTR);
@@ -276,7 +277,7 @@ private:
   // The server: from here on, system calls only, and no return.
   [[noreturn]] static void serve(int control, int reuse) noexcept {
     control = shed_inheritance(control);
-    usable_loader();
+    take_inherited_locks();
     if (::send(control, "r", 1, MSG_NOSIGNAL) != 1) ::_exit(1);
     pool workers;
     workers.reuse = reuse;
@@ -324,17 +325,25 @@ private:
     return control;
   }
 
-  // glibc resets its loader's main lock in a forked child, but not the lock on its list of
-  // loaded libraries, which every dlopen and dlclose holds for a moment, and dl_iterate_phdr
-  // while it runs (glibc 2.36). If a thread of the program held it at the fork, it stays
-  // held here forever, and every worker's dlopen would hang until its time limit. So the
-  // server takes it once, under a timer whose signal ends the process (all signals are at
-  // their defaults by now): start() then forks again.
-  static void usable_loader() noexcept {
+  // A fork copies the locks the program's other threads held at that moment, held, with no
+  // thread here to release them. glibc resets some in the child (malloc's, stdio's, its
+  // loader's main lock) but not all that a worker needs (glibc 2.36): the lock on the list of
+  // loaded libraries (held for a moment by every dlopen and dlclose, and by dl_iterate_phdr
+  // while it runs), the lock on the exit handlers (every static object's registration, and
+  // __cxa_finalize in a dlclose); a sanitizer's own around dlopen. Found held, one would hang
+  // every worker's dlopen until its time limit, so the server takes each once, under a timer
+  // whose signal ends it (all signals are at their defaults by now): start() forks again.
+  // It also registers what makes exit end a worker at once (see work), which workers inherit.
+  static void take_inherited_locks() noexcept {
     itimerval limit{};
     limit.it_value.tv_usec = 250'000;
     ::setitimer(ITIMER_REAL, &limit, nullptr);
+    // A static initialiser that calls exit must not run the program's atexit handlers and
+    // static destructors (copies of the program's, which may remove its files) or flush
+    // copies of its stdio buffers: registered last, this runs first, and ends the worker.
+    ::on_exit([](int status, void*) { ::_exit(status); }, nullptr);
     ::dl_iterate_phdr([](dl_phdr_info*, std::size_t, void*) { return 1; }, nullptr);
+    if (void* libc = ::dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD)) ::dlclose(libc);
     limit.it_value = {};
     ::setitimer(ITIMER_REAL, &limit, nullptr);
   }
@@ -448,10 +457,7 @@ private:
 
   // A worker: loads what it is sent, answers, unloads it and checks that nothing is left.
   [[noreturn]] static void work(int sock, int reuse) noexcept {
-    // A static initialiser that calls exit must not run the program's atexit handlers and
-    // static destructors (copies of the program's, which may remove its files) or flush
-    // copies of its stdio buffers: registered last, this runs first, and ends the worker.
-    ::on_exit([](int status, void*) { ::_exit(status); }, nullptr);
+    // Exit ends it at once: the server registered that (see take_inherited_locks).
     // What a clean worker holds (one thread, or two with a sanitizer's own; its descriptors).
     const int threads = count_entries("/proc/self/task"), descriptors = count_entries("/proc/self/fd");
     for (int used = 1;; ++used) {
