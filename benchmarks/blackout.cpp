@@ -14,6 +14,8 @@
 #include <boost/asio/use_future.hpp>
 
 #include <atomic>
+#include <map>
+#include <string>
 #include <thread>
 
 namespace asio = boost::asio;
@@ -26,6 +28,10 @@ namespace {
 struct measured {
   std::vector<double> requests; // us, both callers
   std::vector<double> windows;  // us from quiesced to published, per reload
+  // The window's parts, per reload: the snapshot (get_reload_state and the State policy's
+  // save), the teardown, the new instance (constructor, state, on_reload_async: one job),
+  // the publication; each from the step before to its own.
+  std::map<std::string, std::vector<double>> parts;
 };
 
 measured run_case(const fs::path& dir, long state_bytes, bool reloading, int ms, int period_ms) {
@@ -34,12 +40,19 @@ measured run_case(const fs::path& dir, long state_bytes, bool reloading, int ms,
   if (state_bytes) opts.plugin_config = boost::json::object{{"counter", {{"state_bytes", state_bytes}}}};
   hr::basic_hot_reloader<test::counter_iface, hr::manual_watcher> r(io.get_executor(), opts);
   measured m;
-  std::chrono::nanoseconds quiesced{};
+  std::chrono::nanoseconds quiesced{}, previous{};
   r.subscribe([&](const hr::reload_event& e) { // on the reloader's strand
     if (e.kind != hr::event_kind::reload_step) return;
+    auto us = [](std::chrono::nanoseconds d) { return std::chrono::duration<double, std::micro>(d).count(); };
+    const char* part = e.step == hr::reload_step::state_saved   ? "snapshot"
+                       : e.step == hr::reload_step::torn_down   ? "teardown"
+                       : e.step == hr::reload_step::reload_hook ? "new_instance"
+                       : e.step == hr::reload_step::published   ? "publish"
+                                                                : nullptr;
+    if (part) m.parts[part].push_back(us(e.duration - previous));
+    if (part || e.step == hr::reload_step::quiesced) previous = e.duration;
     if (e.step == hr::reload_step::quiesced) quiesced = e.duration;
-    if (e.step == hr::reload_step::published)
-      m.windows.push_back(std::chrono::duration<double, std::micro>(e.duration - quiesced).count());
+    if (e.step == hr::reload_step::published) m.windows.push_back(us(e.duration - quiesced));
   });
   auto work = asio::make_work_guard(io);
   std::thread runner([&] { io.run(); });
@@ -94,6 +107,7 @@ int main(int argc, char** argv) {
                       bench::field("p99_ratio_to_no_reloads", loaded.p99 / base.p99) +
                       bench::field("max_ratio_to_no_reloads", loaded.max / base.max));
     bench::report("blackout", "quiesce_to_publish" + state, busy.windows);
+    for (auto& [part, us] : busy.parts) bench::report("blackout", "window_part_" + part + state, us);
   }
   fs::remove_all(dir);
   return 0;
