@@ -68,14 +68,8 @@ TEST_CASE("the probe runs beside the program: one small process, the reloader's 
   });
 }
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(HOTRELOAD_HAS_LSAN) // AddressSanitizer, as hotreload/detail/leak.hpp detects it
 constexpr bool under_address_sanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool under_address_sanitizer = true;
-#else
-constexpr bool under_address_sanitizer = false;
-#endif
 #else
 constexpr bool under_address_sanitizer = false;
 #endif
@@ -190,9 +184,8 @@ TEST_CASE("a probe server forked while a thread of the program holds a lock its 
   fs::copy_file(sandbox::built("counter_v1"), library);
   auto other = box.root / "counter.other.so";
   fs::copy_file(sandbox::built("counter_v2"), other);
-  std::atomic<bool> done{false};
-  std::thread walker([&] {
-    while (!done) {
+  std::jthread walker([&](std::stop_token stop) { // stopped and joined however the test ends
+    while (!stop.stop_requested()) {
       ::dl_iterate_phdr(
           [](dl_phdr_info*, std::size_t, void*) {
             std::this_thread::sleep_for(1ms);
@@ -215,7 +208,7 @@ TEST_CASE("a probe server forked while a thread of the program holds a lock its 
     CHECK_MESSAGE(r.kind == probe_result::loaded, "server " << i << " did not load it: " << int(r.kind));
     loaded += r.kind == probe_result::loaded;
   }
-  done = true;
+  walker.request_stop();
   walker.join();
   CHECK(loaded == 20);
 }
