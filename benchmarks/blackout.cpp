@@ -34,11 +34,14 @@ struct measured {
   std::map<std::string, std::vector<double>> parts;
 };
 
-measured run_case(const fs::path& dir, long state_bytes, bool reloading, int ms, int period_ms) {
+template <class State = hr::json_state>
+measured run_case(const fs::path& dir, long state_bytes, bool reloading, int ms, int period_ms,
+                  const fs::path& state_dir = {}) {
   asio::io_context io;
   hr::options opts{.plugin_dirs = {dir}, .paths_env = {}, .verbosity = hr::log_level::warning};
   if (state_bytes) opts.plugin_config = boost::json::object{{"counter", {{"state_bytes", state_bytes}}}};
-  hr::basic_hot_reloader<test::counter_iface, hr::manual_watcher> r(io.get_executor(), opts);
+  opts.state_dir = state_dir;
+  hr::basic_hot_reloader<test::counter_iface, hr::manual_watcher, hr::dll_loader, State> r(io.get_executor(), opts);
   measured m;
   std::chrono::nanoseconds quiesced{}, previous{};
   r.subscribe([&](const hr::reload_event& e) { // on the reloader's strand
@@ -109,6 +112,16 @@ int main(int argc, char** argv) {
     bench::report("blackout", "quiesce_to_publish" + state, busy.windows);
     for (auto& [part, us] : busy.parts) bench::report("blackout", "window_part_" + part + state, us);
   }
+  // The same with persistent_json_state: each snapshot is also written to a file (fsynced).
+  auto quiet = run_case<hr::persistent_json_state>(dir, 0, false, ms, period, dir / "state");
+  auto busy = run_case<hr::persistent_json_state>(dir, 0, true, ms, period, dir / "state");
+  bench::report("blackout", "requests_no_reloads_persistent", quiet.requests);
+  bench::report("blackout", "requests_reload_every_" + std::to_string(period) + "ms_persistent", busy.requests,
+                bench::field("reloads", double(busy.windows.size())) +
+                    bench::field("p99_ratio_to_no_reloads", bench::summarize(busy.requests).p99 /
+                                                              bench::summarize(quiet.requests).p99));
+  bench::report("blackout", "quiesce_to_publish_persistent", busy.windows);
+  for (auto& [part, us] : busy.parts) bench::report("blackout", "window_part_" + part + "_persistent", us);
   fs::remove_all(dir);
   return 0;
 }

@@ -102,6 +102,142 @@ std::vector<fs::path> files_named(const fs::path& dir, const std::string& prefix
 }
 } // namespace
 
+namespace {
+// A State policy that stages its snapshots and commits them later, as persistent_json_state
+// does, where the test decides: a commit that blocks at the journal's gate, or fails; a
+// snapshot refused when staged.
+struct staging_state {
+  static constexpr bool preserves_state = true;
+  std::shared_ptr<test::journal> gate; // commits block here while set
+  bool refuse = false, fail = false;
+  hr::json_state memory;
+  std::vector<std::int64_t> committed; // the "count" of each snapshot committed
+  hr::snapshot_ptr staged;
+  hr::error_info save(std::string_view name, const boost::json::object& s) { return memory.save(name, s); }
+  hr::error_info stage(std::string_view name, hr::snapshot_ptr s) {
+    if (refuse) return hr::detail::fail(hr::errc::state_store_failed, {}, "refused: the test said so");
+    staged = s;
+    return memory.save(name, std::move(s));
+  }
+  hr::error_info commit(std::string_view) {
+    if (gate) gate->block();
+    if (fail) return hr::detail::fail(hr::errc::state_store_failed, {}, "cannot write: the test said so");
+    committed.push_back(staged->at("custom").at("count").to_number<std::int64_t>());
+    return {};
+  }
+  std::optional<boost::json::object> load(std::string_view name) { return memory.load(name); }
+};
+static_assert(hr::state_store_staging<staging_state>);
+} // namespace
+
+TEST_CASE("a State policy's slow save comes after the reload (persistent_json_state's synced file): callers never "
+          "wait for it, a failed one is reported and the reload stands; a snapshot refused in the window still fails "
+          "the reload") {
+  sandbox box;
+  box.install("counter_v1");
+  asio::io_context io;
+  hr::basic_hot_reloader<test::counter_iface, hr::manual_watcher, hr::dll_loader, staging_state> r(io.get_executor(),
+                                                                                                  box.opts());
+  auto& policy = r.state();
+  auto& gate = *box.journal;
+  // While the commit blocks the reloader's only thread, another thread looks at what callers get.
+  std::string seen_version;
+  int seen_count = -1;
+  std::thread observer([&] {
+    {
+      std::unique_lock lk(gate.mu);
+      if (!gate.changed.wait_for(lk, 30s, [&] { return gate.blocked > 0 || gate.open; })) return;
+    }
+    if (auto p = r.try_get("counter")) {
+      seen_version = p->version();
+      seen_count = p->count();
+    }
+    gate.release();
+  });
+  auto valve = open_at_the_latest(gate);
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    for (int i = 0; i < 3; ++i) co_await call_increment(r);
+    policy.gate = box.journal;
+    box.install("counter_v2");
+    auto [ec] = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
+    CHECK(!ec);
+    CHECK(seen_version == "2.0.0"); // published before the commit, which was still blocked
+    CHECK(seen_count == 3);
+    CHECK(policy.committed == std::vector<std::int64_t>{3});
+    policy.gate = nullptr;
+
+    // A commit that fails: reported and recorded, and the new version serves with the state.
+    policy.fail = true;
+    co_await call_increment(r);
+    box.install("counter_v1");
+    std::tie(ec) = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
+    CHECK(!ec);
+    auto info = r.info("counter");
+    CHECK(info->version == "1.0.0");
+    REQUIRE(info->last_error);
+    CHECK(info->last_error->code == hr::errc::state_store_failed);
+    CHECK(info->last_error->message.find("State of plugin counter not stored") != std::string::npos);
+    CHECK(info->last_error->message.find("cannot write: the test said so") != std::string::npos);
+    CHECK((co_await call_increment(r)) == 5);
+    policy.fail = false;
+
+    // A snapshot refused when staged fails the reload before the old version is touched.
+    policy.refuse = true;
+    box.install("counter_v2");
+    std::tie(ec) = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
+    CHECK(ec == hr::errc::state_store_failed);
+    CHECK(r.info("counter")->version == "1.0.0");
+    CHECK((co_await call_increment(r)) == 6);
+    CHECK(policy.committed == std::vector<std::int64_t>{3});
+    policy.refuse = false;
+    co_await r.async_stop(use_awaitable);
+  });
+  observer.join();
+  valve.join();
+}
+
+TEST_CASE("persistent_json_state writes each reload's snapshot once the new version serves; a state_dir it cannot "
+          "write to is reported and the reloads stand") {
+  sandbox box;
+  box.install("counter_v1");
+  auto opts = box.opts();
+  opts.state_dir = box.root / "state";
+  asio::io_context io;
+  persistent_reloader r(io.get_executor(), opts);
+  auto on_disk = [&]() -> boost::json::value {
+    std::ifstream in(opts.state_dir / "counter.json");
+    std::string text(std::istreambuf_iterator<char>(in), {});
+    boost::system::error_code ec;
+    return boost::json::parse(text, ec);
+  };
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    for (int i = 0; i < 3; ++i) co_await call_increment(r);
+    box.install("counter_v2");
+    co_await r.async_reload_plugin("counter", use_awaitable);
+    auto written = on_disk();
+    REQUIRE(written.is_object());
+    CHECK(written.at("custom").at("count") == 3);
+    CHECK(!r.info("counter")->last_error);
+    // The state directory replaced by a file: nothing can be written there.
+    fs::remove_all(opts.state_dir);
+    std::ofstream(opts.state_dir) << "not a directory";
+    co_await call_increment(r);
+    box.install("counter_v1");
+    auto [ec] = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
+    CHECK(!ec);
+    auto info = r.info("counter");
+    CHECK(info->version == "1.0.0");
+    REQUIRE(info->last_error);
+    CHECK(info->last_error->code == hr::errc::state_store_failed);
+    CHECK_MESSAGE(info->last_error->message.find("check options.state_dir") != std::string::npos,
+                  info->last_error->message);
+    CHECK((co_await call_increment(r)) == 5);
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
 TEST_CASE("persistent_json_state: state survives the process (a new reloader and policy)") {
   sandbox box;
   box.install("counter_v1");

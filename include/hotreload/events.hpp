@@ -37,7 +37,7 @@ enum class reload_step {
   none,
   library_loaded, ///< 1: new library copied, loaded, ABI tag and metadata checked
   quiesced,       ///< 2: no caller holds the old version
-  state_saved,    ///< 3: get_reload_state done, snapshot stored
+  state_saved,    ///< 3: get_reload_state done, snapshot given to the State policy (staged, if it writes later)
   torn_down,      ///< 4: teardown_async done on the old instance
   constructed,    ///< 5: new instance constructed
   state_restored, ///< 6: set_reload_state done on the new instance

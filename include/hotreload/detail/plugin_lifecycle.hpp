@@ -94,9 +94,12 @@ public:
     auto window = deadline_after(c_.opts.max_caller_wait);
     if (auto err = co_await c_.gate.quiesce(e, false, window))
       c_.hub.log(log_level::warning, e.name, err.message + " (tearing it down anyway: the reloader is stopping)");
-    if (c_.policies.preserves_state())
-      if (auto snap = co_await c_.hooks.snapshot(e, window); snap.error)
+    if (c_.policies.preserves_state()) {
+      auto snap = co_await c_.hooks.snapshot(e, window);
+      if (!snap.error) snap.error = c_.policies.commit_state(e.name);
+      if (snap.error)
         c_.hub.log(log_level::warning, e.name, "State of plugin " + e.name + " not saved at stop: " + snap.error.message);
+    }
     if (auto err = co_await c_.hooks.call(e.ver, e.inst, hook::teardown, window))
       c_.hub.log(log_level::warning, e.name, err.message);
     auto v = std::exchange(e.ver, nullptr);

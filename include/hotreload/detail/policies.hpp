@@ -32,7 +32,10 @@ public:
                            watch_reporter report) = 0;
   virtual void unwatch() = 0;
   virtual bool preserves_state() const noexcept = 0;
+  /// In the reload's window: saved, or staged (state_store_staging).
   virtual error_info save_state(std::string_view plugin, const snapshot_ptr& snapshot) = 0;
+  /// Once callers no longer wait: what was staged, made durable.
+  virtual error_info commit_state(std::string_view plugin) = 0;
   virtual snapshot_ptr load_state(std::string_view plugin) = 0; ///< null if none
   /// The host's executor, also owning `keep` (a version): what a plugin's context hands out.
   virtual asio::any_io_executor executor_keeping(std::shared_ptr<const void> keep) const = 0;
@@ -95,8 +98,13 @@ public:
   void unwatch() override { watcher_.value.stop(); }
   bool preserves_state() const noexcept override { return State::preserves_state; }
   error_info save_state(std::string_view plugin, const snapshot_ptr& snapshot) override {
-    if constexpr (state_store_sharing<State>) return state_.value.save(plugin, snapshot);
+    if constexpr (state_store_staging<State>) return state_.value.stage(plugin, snapshot);
+    else if constexpr (state_store_sharing<State>) return state_.value.save(plugin, snapshot);
     else return state_.value.save(plugin, *snapshot);
+  }
+  error_info commit_state(std::string_view plugin) override {
+    if constexpr (state_store_staging<State>) return state_.value.commit(plugin);
+    else return {};
   }
   snapshot_ptr load_state(std::string_view plugin) override {
     auto snap = state_.value.load(plugin);

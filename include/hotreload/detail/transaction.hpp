@@ -6,7 +6,8 @@
 //   collect, lock, load_and_validate (step 1), settle_dependencies, keep_affected,
 //   quiesce (2), snapshot (3) -- a failure so far: abort, everything serves on --
 //   replace: tear_down (4) and bring_up (5-8: construct, restore state, on_reload_async,
-//   publish), with roll_back or give_up per plugin; then restart_failed.
+//   publish), with roll_back or give_up per plugin; commit (9: what the State policy staged,
+//   once no caller waits); then restart_failed.
 // Per plugin: one whose new version fails rolls back to its old version, and so do the
 // plugins of the batch that depend on it; the others go ahead.
 
@@ -47,6 +48,7 @@ public:
     if (!err) err = co_await snapshot();
     if (err) abort(err);
     else co_await replace();
+    commit();
     for (auto& [e, v] : restarts_) first_(co_await life_.restart_locked(*e, v, t0_));
     co_return first_.get();
   }
@@ -322,6 +324,23 @@ private:
                "Rolled back plugin: " + e.name + " to " + nd.old_v->meta.version + " (" + ms(clock::now() - t0_) + ")");
     c_.hub.emit(event_kind::rolled_back, e.name, &nd.old_v->meta, &nd.old_v->meta, clock::now() - t0_, why);
     co_return error_info{};
+  }
+
+  // Step 9, now that callers have a version again (whether the reload went ahead, rolled back
+  // or was aborted): each snapshot the State policy staged is made durable. A failure is
+  // reported and recorded; the reload stands, and the serving instance has the state.
+  void commit() {
+    for (auto i : order_) {
+      auto& nd = nodes_[i];
+      if (!nd.snapshot) continue;
+      if (auto err = c_.policies.commit_state(nd.e->name)) {
+        err.plugin = nd.e->name;
+        err.message = "State of plugin " + nd.e->name + " not stored (the plugin serves with it; a start after a "
+                      "restart would begin from the last snapshot stored): " + err.message;
+        c_.hub.log(log_level::error, nd.e->name, err.message);
+        c_.gate.record_error(*nd.e, err);
+      }
+    }
   }
 
   // The plugin cannot be brought up at all: it is unavailable.

@@ -16,6 +16,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -33,7 +34,8 @@ namespace hotreload {
 /// file holds the previous snapshot or the new one, never a mix. At the next start, a file
 /// that is corrupt or unreadable is moved aside (`<plugin>.json.corrupt-<time>`, never
 /// deleted), reported in the log, and the plugin starts with empty state. Snapshots are
-/// written whenever the reloader takes one: before each reload and at async_stop. Without
+/// written whenever the reloader takes one: at each reload, once the new version (or the old
+/// one again) serves, so that callers never wait for the disk; and at async_stop. Without
 /// options.state_dir, snapshots stay in memory only, like json_state (logged at start).
 class persistent_json_state {
 public:
@@ -54,9 +56,22 @@ public:
   }
   /// Writes the reload's own snapshot, and keeps it in memory without a copy.
   error_info save(std::string_view plugin, snapshot_ptr snapshot) {
-    if (!dir_.empty())
-      if (auto err = write(plugin, boost::json::serialize(*snapshot))) return err;
+    if (auto err = stage(plugin, std::move(snapshot))) return err;
+    return commit(plugin);
+  }
+  /// What a reload calls in its window: keeps the snapshot in memory (without a copy) and
+  /// remembers to write it.
+  error_info stage(std::string_view plugin, snapshot_ptr snapshot) {
+    if (!dir_.empty()) staged_.insert_or_assign(std::string(plugin), snapshot);
     return memory_.save(plugin, std::move(snapshot));
+  }
+  /// And once callers no longer wait: writes the last snapshot staged for `plugin`, if any.
+  error_info commit(std::string_view plugin) {
+    auto it = staged_.find(plugin);
+    if (it == staged_.end()) return {};
+    auto snapshot = std::move(it->second);
+    staged_.erase(it);
+    return write(plugin, boost::json::serialize(*snapshot));
   }
 
   std::optional<boost::json::object> load(std::string_view plugin) {
@@ -171,9 +186,11 @@ private:
   std::filesystem::path dir_;
   logger log_;
   json_state memory_;
+  std::map<std::string, snapshot_ptr, std::less<>> staged_; // not yet written
 };
 
-static_assert(state_store<persistent_json_state> && state_store_sharing<persistent_json_state>);
+static_assert(state_store<persistent_json_state> && state_store_sharing<persistent_json_state> &&
+              state_store_staging<persistent_json_state>);
 
 } // namespace hotreload
 
