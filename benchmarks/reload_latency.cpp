@@ -116,7 +116,8 @@ bool probe_us(int trials, const sandbox& box, std::vector<double>& reused, std::
   for (int t = 0; t < 2 * trials; ++t) {
     auto& server = t % 2 ? *forking : *worker;
     auto t0 = clock_type::now();
-    auto result = hr::detail::probe_server::read_result(server.request(image, std::chrono::seconds(10)));
+    auto result = hr::detail::probe_server::read_result(server.request(image, std::chrono::seconds(10)),
+                                                           hr::detail::answer_limit(std::chrono::seconds(10)));
     if (result.kind != hr::detail::probe_result::loaded) return false;
     (t % 2 ? fresh : reused).push_back(bench::us_since(t0));
   }

@@ -64,6 +64,40 @@ TEST_CASE("the probe runs beside the program: one small process, the reloader's 
     CHECK(r.info("counter")->version == "2.0.0");
     CHECK(r.loader().probe_pid() > 0);
     CHECK(r.loader().probe_pid() != server);
+
+    // The probe process stopped from outside (a debugger, SIGSTOP): it answers nothing, so the
+    // load fails once the answer is overdue, that server is ended, and the next load starts
+    // a new one.
+    const pid_t stopped = r.loader().probe_pid();
+    ::kill(stopped, SIGSTOP);
+    // Should the library wait for it regardless, it is let go after 20 s: the test fails
+    // (the load succeeds late) instead of hanging.
+    std::mutex mu;
+    std::condition_variable cv;
+    bool answered = false;
+    std::thread valve([&] {
+      std::unique_lock lk(mu);
+      if (!cv.wait_for(lk, 20s, [&] { return answered; })) ::kill(stopped, SIGCONT);
+    });
+    box.install("counter_v1");
+    auto t0 = std::chrono::steady_clock::now();
+    std::tie(ec) = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
+    {
+      std::lock_guard lk(mu);
+      answered = true;
+    }
+    cv.notify_all();
+    valve.join();
+    CHECK(std::chrono::steady_clock::now() - t0 >= hr::detail::answer_limit(opts.probe_timeout));
+    CHECK(ec == hr::errc::load_failed);
+    auto info = r.info("counter");
+    CHECK(info->version == "2.0.0");
+    REQUIRE(info->last_error);
+    CHECK_MESSAGE(info->last_error->message.find("did not answer") != std::string::npos, info->last_error->message);
+    CHECK(::kill(stopped, 0) != 0); // ended and reaped
+    co_await r.async_reload_plugin("counter", use_awaitable);
+    CHECK(r.info("counter")->version == "1.0.0");
+    CHECK(r.loader().probe_pid() != stopped);
     co_await r.async_stop(use_awaitable);
   });
 }
@@ -96,7 +130,7 @@ TEST_CASE("probe workers: reused up to probe_reuse, replaced when a library leav
     return to;
   };
   auto probe = [](probe_server& s, const fs::path& library, std::chrono::milliseconds limit = 10s) {
-    return probe_server::read_result(s.request(library, limit));
+    return probe_server::read_result(s.request(library, limit), hr::detail::answer_limit(limit));
   };
 
   // A clean library: the same worker, probe_reuse times, then a fresh one.
@@ -162,7 +196,7 @@ TEST_CASE("probe workers: reused up to probe_reuse, replaced when a library leav
   int fd = ::open(image("counter_static_throws").c_str(), O_RDONLY | O_CLOEXEC);
   REQUIRE(fd >= 0);
   fs::rename(image("counter_v1"), box.root / "counter_static_throws.probed.so");
-  auto sent = probe_server::read_result(server->request(fd, 10s));
+  auto sent = probe_server::read_result(server->request(fd, 10s), hr::detail::answer_limit(10s));
   CHECK(sent.kind == probe_result::signalled);
   CHECK(sent.value == SIGABRT);
   ::close(fd);
@@ -204,7 +238,7 @@ TEST_CASE("a probe server forked while a thread of the program holds a lock its 
   for (int i = 0; i < 20; ++i) {
     auto server = probe_server::start(1);
     REQUIRE(server);
-    auto r = probe_server::read_result(server->request(library, 3s));
+    auto r = probe_server::read_result(server->request(library, 3s), hr::detail::answer_limit(3s));
     CHECK_MESSAGE(r.kind == probe_result::loaded, "server " << i << " did not load it: " << int(r.kind));
     loaded += r.kind == probe_result::loaded;
   }

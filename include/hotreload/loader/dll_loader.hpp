@@ -40,10 +40,11 @@ public:
   loaded_library load(const std::filesystem::path& source, error_info& err) {
     auto m = stage(source);
     if (m && m.value.answer >= 0) {
-      auto answer = detail::probe_server::read_result(std::exchange(m.value.answer, -1));
-      if (m.value.written()) { // written in place while probed: the probe may have read other bytes
+      auto within = detail::answer_limit(probe_timeout_);
+      auto answer = detail::probe_server::read_result(std::exchange(m.value.answer, -1), within);
+      if (answer.kind != detail::probe_result::unanswered && m.value.written()) { // written in place while probed: the probe may have read other bytes
         auto fd = ask_probe(m.value.copy->image, source);
-        answer = fd ? detail::probe_server::read_result(fd.value) : detail::probe_result{};
+        answer = fd ? detail::probe_server::read_result(fd.value, within) : detail::probe_result{};
       }
       m.error = verdict(answer, source);
     }
@@ -56,11 +57,12 @@ public:
     auto m = stage(source);
     // Not in conditional expressions: g++ 12 mishandles co_await there.
     if (m && m.value.answer >= 0) {
-      auto answer = co_await detail::probe_server::async_read_result(std::exchange(m.value.answer, -1));
-      if (m.value.written()) { // written in place while probed: the probe may have read other bytes
+      auto within = detail::answer_limit(probe_timeout_);
+      auto answer = co_await detail::probe_server::async_read_result(std::exchange(m.value.answer, -1), within);
+      if (answer.kind != detail::probe_result::unanswered && m.value.written()) { // written in place while probed: the probe may have read other bytes
         answer = {};
         if (auto fd = ask_probe(m.value.copy->image, source))
-          answer = co_await detail::probe_server::async_read_result(fd.value);
+          answer = co_await detail::probe_server::async_read_result(fd.value, within);
       }
       m.error = verdict(answer, source);
     }
@@ -156,7 +158,9 @@ private:
   }
 
   error_info verdict(detail::probe_result result, const std::filesystem::path& source) {
-    if (result.kind == detail::probe_result::lost) server_.reset(); // start a new one next time
+    if (result.kind == detail::probe_result::unanswered && server_) server_->kill();
+    if (result.kind == detail::probe_result::lost || result.kind == detail::probe_result::unanswered)
+      server_.reset(); // start a new one next time
     auto err = detail::probe_verdict(result, probe_timeout_);
     if (err) err.message = source.string() + " was refused: " + err.message;
     return err;

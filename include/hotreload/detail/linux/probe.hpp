@@ -21,6 +21,7 @@
 //
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -62,11 +63,19 @@ struct probe_result {
     exited,    ///< the worker exited while loading, with exit status `value`
     signalled, ///< the worker was killed while loading, by signal `value`
     timed_out, ///< loading took longer than the limit; the worker was killed
-    lost       ///< no answer (the server is gone)
+    lost,      ///< no answer (the server is gone)
+    unanswered ///< no answer within answer_limit (the server is stopped or stuck): said here, not by the server
   } kind = lost;
   std::int32_t value = 0;
   std::int32_t worker = 0; ///< the process that loaded it (for tests and tools)
 };
+
+/// How long the program waits for a probe's answer before it ends the probe server: the
+/// server answers by `probe_timeout` (it kills a worker that takes longer), so only a server
+/// that is stopped or stuck stays silent past twice that and a second.
+inline std::chrono::milliseconds answer_limit(std::chrono::milliseconds probe_timeout) {
+  return 2 * probe_timeout + std::chrono::seconds(1);
+}
 
 /// What a probe result means for the library: empty if it may be loaded here (a dlopen
 /// error is left for the real load to report), else an errc::load_failed error saying why
@@ -98,6 +107,11 @@ inline error_info probe_verdict(probe_result r, std::chrono::milliseconds limit)
   case probe_result::lost:
     why = "the probe process ended unexpectedly (killed from outside?); try again, or set "
           "options.probe_in_child = false";
+    break;
+  case probe_result::unanswered:
+    why = "the probe process did not answer within " + std::to_string(answer_limit(limit).count()) +
+          " ms (stopped, or stuck: its worker is killed at options.probe_timeout); it was ended, and the next load "
+          "starts a new one; try again, or set options.probe_in_child = false";
     break;
   }
   return fail(errc::load_failed, {}, std::move(why));
@@ -146,8 +160,47 @@ public:
   /// the descriptor: the file read is this one, whatever is renamed over its path meanwhile).
   int request(int image_fd, std::chrono::milliseconds limit) { return request({}, image_fd, limit); }
 
-  /// Reads the answer from `fd` (readable, or blocking) and closes it.
-  static probe_result read_result(int fd) {
+  /// Reads the answer from `fd`, waiting at most `within` (then `unanswered`), and closes it.
+  static probe_result read_result(int fd, std::chrono::milliseconds within) {
+    if (fd < 0) return {}; // no server to ask
+    pollfd p{fd, POLLIN, 0};
+    int ready;
+    do ready = ::poll(&p, 1, static_cast<int>(std::clamp<long long>(within.count(), 0, INT_MAX)));
+    while (ready < 0 && errno == EINTR);
+    if (ready == 0) {
+      ::close(fd);
+      return {probe_result::unanswered, 0};
+    }
+    return read_ready(fd);
+  }
+
+  /// The same without blocking the coroutine's executor.
+  static awaitable<probe_result> async_read_result(int fd, std::chrono::milliseconds within) {
+    auto ex = co_await asio::this_coro::executor;
+    auto pipe = std::make_shared<asio::posix::stream_descriptor>(ex, fd);
+    auto silent = std::make_shared<bool>(false);
+    asio::steady_timer late(ex, within); // its handler runs on this executor, as the wait does
+    late.async_wait([weak = std::weak_ptr(pipe), silent](const boost::system::error_code& ec) {
+      if (auto p = weak.lock(); p && !ec) {
+        *silent = true;
+        p->cancel();
+      }
+    });
+    auto [ec] = co_await pipe->async_wait(asio::posix::stream_descriptor::wait_read, asio::as_tuple(asio::use_awaitable));
+    late.cancel();
+    if (ec && *silent) co_return probe_result{probe_result::unanswered, 0};
+    if (ec) co_return probe_result{}; // `pipe` closes the descriptor
+    co_return read_ready(pipe->release());
+  }
+
+  /// Ends a server that does not answer (stopped, or stuck), so that destroying it returns.
+  void kill() noexcept { ::kill(pid_, SIGKILL); }
+
+  pid_t pid() const noexcept { return pid_; }
+
+private:
+  // Reads the answer from `fd` (readable) and closes it.
+  static probe_result read_ready(int fd) {
     probe_result r;
     ssize_t n;
     do n = ::read(fd, &r, sizeof r);
@@ -157,17 +210,6 @@ public:
     return r;
   }
 
-  /// Waits for the answer on `fd` without blocking the coroutine's executor, then closes it.
-  static awaitable<probe_result> async_read_result(int fd) {
-    asio::posix::stream_descriptor pipe(co_await asio::this_coro::executor, fd);
-    auto [ec] = co_await pipe.async_wait(asio::posix::stream_descriptor::wait_read, asio::as_tuple(asio::use_awaitable));
-    if (ec) co_return probe_result{}; // `pipe` closes the descriptor
-    co_return read_result(pipe.release());
-  }
-
-  pid_t pid() const noexcept { return pid_; }
-
-private:
   struct request_msg {
     std::uint32_t timeout_ms;
     char path[PATH_MAX]; // empty: the library is the message's second descriptor
