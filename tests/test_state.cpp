@@ -197,48 +197,8 @@ TEST_CASE("a State policy's slow save comes after the reload (persistent_json_st
   valve.join();
 }
 
-TEST_CASE("persistent_json_state writes each reload's snapshot once the new version serves; a state_dir it cannot "
-          "write to is reported and the reloads stand") {
-  sandbox box;
-  box.install("counter_v1");
-  auto opts = box.opts();
-  opts.state_dir = box.root / "state";
-  asio::io_context io;
-  persistent_reloader r(io.get_executor(), opts);
-  auto on_disk = [&]() -> boost::json::value {
-    std::ifstream in(opts.state_dir / "counter.json");
-    std::string text(std::istreambuf_iterator<char>(in), {});
-    boost::system::error_code ec;
-    return boost::json::parse(text, ec);
-  };
-  run(io, [&]() -> awaitable<void> {
-    co_await r.async_start(use_awaitable);
-    for (int i = 0; i < 3; ++i) co_await call_increment(r);
-    box.install("counter_v2");
-    co_await r.async_reload_plugin("counter", use_awaitable);
-    auto written = on_disk();
-    REQUIRE(written.is_object());
-    CHECK(written.at("custom").at("count") == 3);
-    CHECK(!r.info("counter")->last_error);
-    // The state directory replaced by a file: nothing can be written there.
-    fs::remove_all(opts.state_dir);
-    std::ofstream(opts.state_dir) << "not a directory";
-    co_await call_increment(r);
-    box.install("counter_v1");
-    auto [ec] = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
-    CHECK(!ec);
-    auto info = r.info("counter");
-    CHECK(info->version == "1.0.0");
-    REQUIRE(info->last_error);
-    CHECK(info->last_error->code == hr::errc::state_store_failed);
-    CHECK_MESSAGE(info->last_error->message.find("check options.state_dir") != std::string::npos,
-                  info->last_error->message);
-    CHECK((co_await call_increment(r)) == 5);
-    co_await r.async_stop(use_awaitable);
-  });
-}
-
-TEST_CASE("persistent_json_state: state survives the process (a new reloader and policy)") {
+TEST_CASE("persistent_json_state: state survives the process (a new reloader and policy); each reload's snapshot is "
+          "written once the new version serves, and a state_dir it cannot write to is reported, the reloads standing") {
   sandbox box;
   box.install("counter_v1");
   auto opts = box.opts();
@@ -259,9 +219,36 @@ TEST_CASE("persistent_json_state: state survives the process (a new reloader and
   CHECK((st.st_mode & 0777) == 0700);
   asio::io_context io;
   persistent_reloader r(io.get_executor(), opts);
+  auto on_disk = [&]() -> boost::json::value {
+    std::ifstream in(opts.state_dir / "counter.json");
+    std::string text(std::istreambuf_iterator<char>(in), {});
+    boost::system::error_code ec;
+    return boost::json::parse(text, ec);
+  };
   run(io, [&]() -> awaitable<void> {
     co_await r.async_start(use_awaitable);
     CHECK((co_await r.async_get("counter", use_awaitable))->count() == 3);
+    co_await call_increment(r);
+    box.install("counter_v2");
+    co_await r.async_reload_plugin("counter", use_awaitable);
+    auto written = on_disk();
+    REQUIRE(written.is_object());
+    CHECK(written.at("custom").at("count") == 4);
+    CHECK(!r.info("counter")->last_error);
+    // The state directory replaced by a file: nothing can be written there.
+    fs::remove_all(opts.state_dir);
+    std::ofstream(opts.state_dir) << "not a directory";
+    co_await call_increment(r);
+    box.install("counter_v1");
+    auto [ec] = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
+    CHECK(!ec);
+    auto info = r.info("counter");
+    CHECK(info->version == "1.0.0");
+    REQUIRE(info->last_error);
+    CHECK(info->last_error->code == hr::errc::state_store_failed);
+    CHECK_MESSAGE(info->last_error->message.find("check options.state_dir") != std::string::npos,
+                  info->last_error->message);
+    CHECK((co_await call_increment(r)) == 6);
     co_await r.async_stop(use_awaitable);
   });
 }
