@@ -273,6 +273,45 @@ TEST_CASE("an old version is unmapped off the program's threads: callers get the
   CHECK(held);
 }
 
+TEST_CASE("old versions unmapped after their reloader and its io_context are gone: unmapped all the same, and the "
+          "unmappings of other reloaders go on") {
+  sandbox box;
+  box.install("counter_unload_blocks"); // 1.0.0: its static destructor waits at the gate
+  auto& gate = *box.journal;
+  auto valve = open_at_the_latest(gate);
+  {
+    asio::io_context io;
+    auto opts = box.opts();
+    opts.quiesce_timeout = 200ms; // stop's wait for the unmappings, which are held up below
+    opts.verbosity = hr::log_level::error;
+    reloader r(io.get_executor(), opts);
+    run(io, [&]() -> awaitable<void> {
+      co_await r.async_start(use_awaitable);
+      box.install("counter_v2");
+      co_await r.async_reload_plugin("counter", use_awaitable);
+      // The unmapping of 1.0.0 is blocked in its static destructor; the next ones queue behind it.
+      CHECK(becomes_true([&] {
+        std::lock_guard lk(gate.mu);
+        return gate.blocked == 1;
+      }));
+      box.install("counter_v1");
+      co_await r.async_reload_plugin("counter", use_awaitable);
+      co_await r.async_stop(use_awaitable);
+    });
+  } // the reloader and its io_context are gone, with unmappings of theirs still to come
+  gate.release();
+  harness h;
+  run(h.io, [&]() -> awaitable<void> {
+    co_await h.r.async_start(use_awaitable);
+    h.box.install("counter_v2");
+    co_await h.r.async_reload_plugin("counter", use_awaitable);
+    auto gone = co_await h.rec.next(hr::event_kind::unloaded); // not held up behind the others
+    CHECK(gone.old_version == "1.0.0");
+    co_await h.r.async_stop(use_awaitable);
+  });
+  valve.join();
+}
+
 TEST_CASE("a served library's file keeps a name in the shadow directory, so a build's rename over it does not "
           "free its blocks; the name goes once its version is replaced or refused, and at stop") {
   harness h;

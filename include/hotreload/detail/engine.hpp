@@ -28,8 +28,9 @@ public:
     auto e = std::shared_ptr<engine>(new engine(std::move(ex), std::move(o), p, t));
     auto hub = std::shared_ptr<event_hub>(e, &e->c_.hub);
     auto reg = std::shared_ptr<registry>(e, &e->c_.reg);
-    e->c_.versions.set_core(hub, reg);
-    e->c_.hooks.set_core(hub, reg);
+    e->mail_ = std::make_shared<strand_mailbox>(e->c_.strand);
+    e->c_.versions.set_core(hub, reg, e->mail_);
+    e->c_.hooks.set_core(hub, reg, e->mail_);
     if (!host_exports_symbols())
       e->c_.hub.log(log_level::warning, {},
                     "this program does not export its symbols (it was linked without -rdynamic): a plugin that calls a "
@@ -44,6 +45,7 @@ public:
   /// instances are destroyed (without teardown_async), the hook threads end and the
   /// policies are left alone.
   void close() {
+    mail_->close();
     c_.policies.unwatch();
     c_.hub.close();
     c_.reg.close();
@@ -344,6 +346,7 @@ private:
   }
 
   core c_;
+  std::shared_ptr<strand_mailbox> mail_;       // c_.strand, for threads that may outlive us; closed first
   plugin_lifecycle life_{c_};
   std::uint64_t session_ = 0;                  // bumped by stop: a watch's late deliveries are dropped
   std::size_t flushes_ = 0;                    // debounce windows being handled

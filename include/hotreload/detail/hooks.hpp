@@ -74,9 +74,10 @@ public:
 
   /// What a call abandoned past its limit reports to when it returns at last (maybe after
   /// the reloader is gone): weak references into the one shared core.
-  void set_core(std::weak_ptr<event_hub> hub, std::weak_ptr<registry> reg) {
+  void set_core(std::weak_ptr<event_hub> hub, std::weak_ptr<registry> reg, std::shared_ptr<strand_mailbox> mail) {
     weak_hub_ = std::move(hub);
     weak_reg_ = std::move(reg);
+    mail_ = std::move(mail);
   }
 
   /// One call of plugin code in a sequence (see in_turn): made when its turn comes, so that
@@ -125,11 +126,11 @@ public:
     }
     auto limit = [&](std::size_t i) { return opts_.timeouts.*spec(hooks[i]).limit; };
     // On the hook thread: the outcome, then the strand is told (if the reloader is still there).
-    auto returned = [st, strand = strand_, hub = weak_hub_, reg = weak_reg_, v, hooks](std::exception_ptr e) {
+    auto returned = [st, mail = mail_, hub = weak_hub_, reg = weak_reg_, v, hooks](std::exception_ptr e) {
       if (e && st->error.empty()) st->error = describe(e);
       st->finished.store(true, std::memory_order_release);
       if (hub.expired()) return;
-      asio::post(strand, [st, hub, reg, v, hooks] {
+      mail->post([st, hub, reg, v, hooks] {
         st->done.set();
         if (st->abandoned) report_return(hub, reg, v, hooks[st->at_abandon], st->since_abandon);
       });
@@ -437,6 +438,7 @@ private:
   hook_threads& threads_;
   std::weak_ptr<event_hub> weak_hub_;
   std::weak_ptr<registry> weak_reg_;
+  std::shared_ptr<strand_mailbox> mail_; // the strand, for a call that returns late
   std::mutex check_mu_;
   std::shared_ptr<const acceptance_fn> check_;
 };

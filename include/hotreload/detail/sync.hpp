@@ -10,6 +10,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -21,12 +22,41 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 namespace hotreload::detail {
 
 using strand_t = asio::strand<asio::any_io_executor>;
+
+/// The reloader's strand, for threads that may outlive the reloader and its io_context (the
+/// background thread that unmaps old versions, a hook thread whose abandoned call returns
+/// late): they post through this and never hold a strand of their own, since destroying a
+/// strand's last copy locks its io_context's strand service, which is freed memory once the
+/// io_context is gone (a hang in a mutex found "held" there, or a crash). The reloader closes
+/// it when it goes, on its owner's thread, while the io_context still lives.
+class strand_mailbox {
+public:
+  explicit strand_mailbox(strand_t s) : strand_(std::make_unique<strand_t>(std::move(s))) {}
+
+  /// Posts `f` to the strand; drops it once closed.
+  template <class F>
+  void post(F&& f) {
+    std::lock_guard lk(mu_);
+    if (strand_) asio::post(*strand_, std::forward<F>(f));
+  }
+
+  void close() {
+    std::unique_ptr<strand_t> gone;
+    std::lock_guard lk(mu_);
+    gone = std::move(strand_);
+  }
+
+private:
+  std::mutex mu_;
+  std::unique_ptr<strand_t> strand_;
+};
 using clock = std::chrono::steady_clock;
 
 /// `now + d`, saturated (a limit of "forever" must not overflow).

@@ -30,9 +30,10 @@ public:
 
   /// What outlives the reloader (versions held by plugin_ptrs, dependency resolvers) reaches
   /// it through these: weak references into the one shared core.
-  void set_core(std::weak_ptr<event_hub> hub, std::weak_ptr<registry> reg) {
+  void set_core(std::weak_ptr<event_hub> hub, std::weak_ptr<registry> reg, std::shared_ptr<strand_mailbox> mail) {
     weak_hub_ = std::move(hub);
     weak_reg_ = std::move(reg);
+    mail_ = std::move(mail);
   }
 
   /// Step 1: a fresh mapping of `file`, its ABI tag checked and its metadata parsed. A Loader
@@ -98,14 +99,14 @@ private:
   // small library here). Then the strand hears of it.
   version_ptr own(const version* raw) {
     hub_.version_mapped();
-    return version_ptr(raw, [hub = weak_hub_, reg = weak_reg_, strand = strand_](const version* v) {
+    return version_ptr(raw, [hub = weak_hub_, reg = weak_reg_, mail = mail_](const version* v) {
       if (hub.expired()) {
         // The reloader is gone, so no handler of ours can unmap it, and the caller may be
         // this very library's code. It stays mapped until the process exits.
         deliberately_leak(v);
         return;
       }
-      in_background([hub, reg, strand, owned = std::shared_ptr<const version>(v)]() mutable {
+      in_background([hub, reg, mail, owned = std::shared_ptr<const version>(v)]() mutable {
         std::string name = owned->meta.name, ver = owned->meta.version;
         auto image = owned->library.image;
         auto findings = owned->findings; // what may pin it: for the message, if it is pinned
@@ -113,7 +114,7 @@ private:
         bool pinned = still_loaded(image); // never reported as unloaded if it is not
         auto causes = pinned ? pin_causes(findings) : std::string();
         if (hub.expired()) return; // the reloader is gone, and maybe its executor
-        asio::post(strand, [hub, reg, name, ver, pinned, causes] {
+        mail->post([hub, reg, name, ver, pinned, causes] {
           if (pinned)
             if (auto r = reg.lock()) r->count(name, &plugin_info::pinned_versions, +1);
           if (auto h = hub.lock()) h->version_released(name, ver, pinned ? &causes : nullptr);
@@ -167,6 +168,7 @@ private:
   interface_traits traits_;
   std::weak_ptr<event_hub> weak_hub_;
   std::weak_ptr<registry> weak_reg_;
+  std::shared_ptr<strand_mailbox> mail_; // the strand, for the background thread
 };
 
 } // namespace hotreload::detail
