@@ -30,7 +30,7 @@ struct core {
   core(asio::any_io_executor ex, options o, policy_ops& p, interface_traits t)
       : opts(std::move(o)), strand(asio::make_strand(ex)), hub(logger(opts.verbosity, opts.sink)),
         gate(reg, strand, opts), feed(opts, hub), versions(opts, strand, hub, p, t),
-        hooks(opts, strand, hub, p, reg, versions, threads), policies(p) {}
+        hooks(opts, hub, p, reg, versions, threads), policies(p) {}
   core(const core&) = delete;
   core& operator=(const core&) = delete;
 

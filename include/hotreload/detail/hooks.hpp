@@ -68,9 +68,8 @@ inline constexpr clock::time_point no_window = clock::time_point::max();
 
 class hook_runner {
 public:
-  hook_runner(const options& o, strand_t s, event_hub& hub, policy_ops& p, registry& r, version_factory& f,
-              hook_threads& t)
-      : opts_(o), strand_(std::move(s)), hub_(hub), policies_(p), reg_(r), factory_(f), threads_(t) {}
+  hook_runner(const options& o, event_hub& hub, policy_ops& p, registry& r, version_factory& f, hook_threads& t)
+      : opts_(o), hub_(hub), policies_(p), reg_(r), factory_(f), threads_(t) {}
 
   /// What a call abandoned past its limit reports to when it returns at last (maybe after
   /// the reloader is gone): weak references into the one shared core.
@@ -430,7 +429,6 @@ private:
   }
 
   const options& opts_;
-  strand_t strand_;
   event_hub& hub_;
   policy_ops& policies_;
   registry& reg_;

@@ -113,7 +113,7 @@ private:
         owned.reset();
         bool pinned = still_loaded(image); // never reported as unloaded if it is not
         auto causes = pinned ? pin_causes(findings) : std::string();
-        if (hub.expired()) return; // the reloader is gone, and maybe its executor
+        if (hub.expired()) return; // the reloader is gone (and its mailbox closed)
         mail->post([hub, reg, name, ver, pinned, causes] {
           if (pinned)
             if (auto r = reg.lock()) r->count(name, &plugin_info::pinned_versions, +1);
