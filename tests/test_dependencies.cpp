@@ -188,6 +188,13 @@ TEST_CASE("a batch of 5 independent plugins with 50 ms of async work per hook ru
     auto t0 = std::chrono::steady_clock::now();
     co_await g.r.async_start(use_awaitable);
     auto start = std::chrono::steady_clock::now() - t0;
+    // Each instance notes "ctor" when made and "setup" when its 50 ms setup ends: one after
+    // another, they would alternate; run concurrently, several are between the two at once.
+    int in_setup = 0, most_in_setup = 0;
+    for (auto& line : g.box.journal->take()) {
+      if (line.ends_with(":ctor")) most_in_setup = std::max(most_in_setup, ++in_setup);
+      if (line.ends_with(":setup")) --in_setup;
+    }
     t0 = std::chrono::steady_clock::now();
     co_await g.r.async_reload_plugin("slow1", use_awaitable);
     auto single = std::chrono::steady_clock::now() - t0;
@@ -198,16 +205,17 @@ TEST_CASE("a batch of 5 independent plugins with 50 ms of async work per hook ru
     std::vector<std::string> all{"slow1", "slow2", "slow3", "slow4", "slow5"};
     co_await g.r.async_reload_plugins(all, use_awaitable);
     auto batch = std::chrono::steady_clock::now() - t0;
-    MESSAGE("start " << start / 1ms << " ms, one reload " << single / 1ms << " ms, five one by one "
-                     << sequential / 1ms << " ms, five as a batch " << batch / 1ms << " ms");
+    MESSAGE("start " << start / 1ms << " ms (at most " << most_in_setup << " setups at once), one reload "
+                     << single / 1ms << " ms, five one by one " << sequential / 1ms << " ms, five as a batch "
+                     << batch / 1ms << " ms");
     CHECK(single >= 100ms); // teardown + on_reload, 50 ms each
     // Generous: on a loaded 2-core machine one reload's own cost (copy, dlopen) grows while the
     // hooks' 50 ms stay; batch against sequential is what shows the five ran concurrently.
     CHECK(batch < 3 * single);
     CHECK(batch * 2 < sequential);
-    // Five setups of 50 ms: one after another they would take 250 ms and more, half of the
-    // five reloads' 500 ms; relative, so that a loaded machine slows both alike.
-    CHECK(start * 3 < sequential);
+    // The setups overlap. Not a time: loading and probing five libraries at start grows without
+    // bound on a loaded machine (under ASan on 2 cores it was most of the start's time).
+    CHECK(most_in_setup >= 2);
     co_await g.r.async_stop(use_awaitable);
   });
 }
