@@ -162,6 +162,18 @@ bool becomes_true(Condition done, std::chrono::milliseconds limit = std::chrono:
   return true;
 }
 
+// becomes_true for a coroutine on the io_context: between checks it lets the io_context's other
+// handlers run (the library hands it work too: a released version's unmapping starts there).
+template <class Condition>
+awaitable<bool> comes_true(Condition done, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > until) co_return false;
+    co_await asio::post(co_await asio::this_coro::executor, use_awaitable);
+  }
+  co_return true;
+}
+
 // One plugin directory with counter v1 installed, an io_context, a reloader on it and a
 // recorder of its events; `tweak` adjusts the options first. Tests name its members with
 // references (`auto& r = h.r;`), not a structured binding: clang 14 cannot capture

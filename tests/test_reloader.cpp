@@ -249,7 +249,7 @@ TEST_CASE("an old version is unmapped off the program's threads: callers get the
     box.install("counter_v2");
     co_await r.async_reload_plugin("counter", use_awaitable);
     // dlclose of 1.0.0 is now blocked in its static destructor, on hotreload's thread.
-    CHECK(becomes_true([&] {
+    CHECK(co_await comes_true([&] {
       std::lock_guard lk(gate.mu);
       return gate.blocked == 1;
     }));
@@ -273,6 +273,39 @@ TEST_CASE("an old version is unmapped off the program's threads: callers get the
   CHECK(held);
 }
 
+TEST_CASE("an old version whose last reference goes inside its own code (a wait it left pending completes, and its "
+          "executor's destructor runs on) is unmapped only once that code has returned") {
+  harness h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
+  box.install("counter_lingering"); // 1.0.0: its teardown leaves a wait on this pipe pending
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  box.journal->wake_fd = pipe_fds[0];
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    CHECK(co_await call_increment(r) == 1);
+    box.install("counter_v2");
+    co_await r.async_reload_plugin("counter", use_awaitable);
+    CHECK(co_await call_increment(r) == 2);
+    CHECK(rec.count(hr::event_kind::unloaded) == 0); // the pending wait holds 1.0.0
+    // The wait completes on this thread; the last copy of its executor, destroyed inside 1.0.0's
+    // code, keeps that code running for 50 ms after it let the version go.
+    box.journal->linger = true;
+    REQUIRE(::write(pipe_fds[1], "x", 1) == 1);
+    auto gone = co_await rec.next(hr::event_kind::unloaded);
+    CHECK(gone.old_version == "1.0.0");
+    CHECK(box.journal->count("woken") == 1);
+    CHECK(box.journal->count("lingered") >= 1); // it ran on, and returned, before the unmapping
+    box.journal->linger = false;
+    co_await r.async_stop(use_awaitable);
+  });
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+}
+
 TEST_CASE("old versions unmapped after their reloader and its io_context are gone: unmapped all the same, and the "
           "unmappings of other reloaders go on") {
   sandbox box;
@@ -290,7 +323,7 @@ TEST_CASE("old versions unmapped after their reloader and its io_context are gon
       box.install("counter_v2");
       co_await r.async_reload_plugin("counter", use_awaitable);
       // The unmapping of 1.0.0 is blocked in its static destructor; the next ones queue behind it.
-      CHECK(becomes_true([&] {
+      CHECK(co_await comes_true([&] {
         std::lock_guard lk(gate.mu);
         return gate.blocked == 1;
       }));
@@ -345,14 +378,14 @@ TEST_CASE("a served library's file keeps a name in the shadow directory, so a bu
     auto gone = co_await rec.next(hr::event_kind::unloaded);
     CHECK(gone.old_version == "1.0.0");
     auto v2 = inode_now();
-    CHECK(becomes_true([&] { return kept() == names{{v2, 2}}; })); // v1 freed, on hotreload's thread
+    CHECK(co_await comes_true([&] { return kept() == names{{v2, 2}}; })); // v1 freed, on hotreload's thread
     box.write("not a library");
     auto [ec] = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
     CHECK(ec);
     CHECK(kept() == names{{v2, 1}}); // the served version's file is kept, the refused one's not
     co_await r.async_stop(use_awaitable);
     co_await rec.next(hr::event_kind::unloaded);
-    CHECK(becomes_true([&] { return kept().empty(); }));
+    CHECK(co_await comes_true([&] { return kept().empty(); }));
   });
 }
 

@@ -5,6 +5,7 @@
 #include <hotreload/plugin.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <string>
@@ -19,6 +20,10 @@ struct journal {
   std::condition_variable changed;
   std::vector<std::string> lines;
   bool open = false;
+  // For a plugin that leaves an operation pending (counter_lingering): a descriptor it waits
+  // on, and whether executor copies of its own linger in plugin code when destroyed.
+  int wake_fd = -1;
+  std::atomic<bool> linger{false};
   int blocked = 0; // threads blocked at the gate now
   void add(std::string line) {
     std::lock_guard lk(mu);

@@ -136,6 +136,41 @@ struct hangs_at_load {
 } // namespace
 #endif
 
+#ifdef TEARDOWN_LEAVES_LINGERING_OP
+#include <boost/asio/posix/basic_stream_descriptor.hpp>
+// An executor of the plugin's own around its context's (legal: Asio takes any executor). A copy
+// destroyed while the journal's `linger` is set releases the executor it wraps and then goes on
+// running plugin code for 50 ms. The last copy of an operation's executor is destroyed inside
+// the operation's completion (Asio's code, instantiated in this library).
+struct lingering_executor {
+  asio::any_io_executor inner;
+  test::journal* j;
+  lingering_executor(asio::any_io_executor e, test::journal* jn) : inner(std::move(e)), j(jn) {}
+  lingering_executor(const lingering_executor&) noexcept = default;
+  lingering_executor& operator=(const lingering_executor&) noexcept = default;
+  ~lingering_executor() {
+    bool linger = inner && j->linger.load();
+    inner = asio::any_io_executor();
+    if (!linger) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50)); // plugin code, still running
+    j->add("lingered");
+  }
+  template <class P>
+    requires asio::can_query<const asio::any_io_executor&, const P&>::value
+  decltype(auto) query(const P& p) const {
+    return asio::query(inner, p);
+  }
+  template <class F>
+  void execute(F&& f) const {
+    inner.execute(std::forward<F>(f));
+  }
+  friend bool operator==(const lingering_executor& a, const lingering_executor& b) noexcept {
+    return a.inner == b.inner;
+  }
+  friend bool operator!=(const lingering_executor& a, const lingering_executor& b) noexcept { return !(a == b); }
+};
+#endif
+
 class counter_plugin final : public test::counter_iface {
 public:
   explicit counter_plugin(const hotreload::plugin_context& ctx)
@@ -175,6 +210,14 @@ public:
     co_await delay();
     note("teardown");
     heartbeat_.cancel();
+#ifdef TEARDOWN_LEAVES_LINGERING_OP
+    // A wait on the journal's descriptor, through the executor above, that outlives this
+    // instance: it holds this version until the test writes to the descriptor.
+    using descriptor = asio::posix::basic_stream_descriptor<lingering_executor>;
+    auto d = std::make_shared<descriptor>(lingering_executor(ctx_.executor(), journal_),
+                                          ::dup(journal_->wake_fd));
+    d->async_wait(descriptor::wait_read, [d, j = journal_](boost::system::error_code) { j->add("woken"); });
+#endif
     co_await maybe_fail("teardown");
     co_return;
   }

@@ -10,6 +10,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/defer.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -45,6 +46,18 @@ public:
   void post(F&& f) {
     std::lock_guard lk(mu_);
     if (strand_) asio::post(*strand_, std::forward<F>(f));
+  }
+
+  /// Runs `f` on the program's executor (not the strand), in a handler that cannot start
+  /// before the handler now running on this thread, if it is one of that executor's, has
+  /// returned (asio::defer queues it on this thread until then). Once closed: false, and `f`
+  /// is left to the caller.
+  template <class F>
+  bool defer(F&& f) {
+    std::lock_guard lk(mu_);
+    if (!strand_) return false;
+    asio::defer(strand_->get_inner_executor(), std::forward<F>(f));
+    return true;
   }
 
   void close() {

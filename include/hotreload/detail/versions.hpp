@@ -71,7 +71,8 @@ public:
   awaitable<void> construct(const version_ptr& v, std::shared_ptr<result<instance>> out) {
     const auto& name = v->meta.name;
     auto cfg = opts_.plugin_config.if_contains(name);
-    plugin_context ctx(name, policies_.executor_keeping(v), plugin_logger(hub_.get_logger(), name),
+    plugin_context ctx(name, policies_.executor_keeping(held_by_plugin_objects(v)),
+                       plugin_logger(hub_.get_logger(), name),
                        cfg && cfg->is_object() ? cfg->get_object() : boost::json::object(), opts_.shared,
                        resolver_for(v->meta));
     return create(std::move(ctx), v, traits_, std::move(out));
@@ -92,9 +93,9 @@ private:
     *out = {instance{std::shared_ptr<plugin>(traits.upcast(raw), [v](plugin* p) { delete p; }), raw}};
   }
 
-  // The last reference may drop anywhere, even inside plugin code still on the stack (a
-  // plugin's completion handler being destroyed), so the unmapping always runs later: in the
-  // background, off the strand, so that callers do not queue behind it (dlclose runs the
+  // The last reference may drop anywhere (for what the plugin's own objects hold, see
+  // held_by_plugin_objects), so the unmapping always runs later: in the background, off the
+  // strand, so that callers do not queue behind it (dlclose runs the
   // library's static destructors; removing the shadow copy frees its blocks: 60-70 us for a
   // small library here). Then the strand hears of it.
   version_ptr own(const version* raw) {
@@ -121,6 +122,26 @@ private:
         });
       });
     });
+  }
+
+  // What the plugin's own objects hold of their version, through their context's executor:
+  // every I/O object and pending operation of theirs keeps a copy. The last copy may go inside
+  // the plugin's code: an operation's completion (Asio's code, instantiated in the plugin's
+  // library) destroys the operation's executor, and then returns through that code, or runs on
+  // in it (an executor or handler of the plugin's own whose destructor does more work). So the
+  // version is let go in a handler deferred on the program's executor, which starts only after
+  // the handler that let it go has returned. Once the reloader is gone there is no executor
+  // known to be alive: the version stays mapped, as own() does then.
+  std::shared_ptr<const void> held_by_plugin_objects(version_ptr v) const {
+    struct hold {
+      version_ptr v;
+      std::shared_ptr<strand_mailbox> mail;
+      ~hold() {
+        auto release = [v = std::move(v)] {};
+        if (!mail || !mail->defer(std::move(release))) deliberately_leak(new auto(std::move(release)));
+      }
+    };
+    return std::make_shared<const hold>(hold{std::move(v), mail_});
   }
 
   // What the library file shows will keep this version from unloading, said at load time.
