@@ -78,8 +78,9 @@ public:
     --live_versions_;
     settle();
   }
-  /// Plugin code was abandoned (+1) or returned (-1): each abandoned call keeps its version
-  /// mapped for as long as it runs, so drain() does not wait for those.
+  /// Plugin code was abandoned (+n) or returned (-n): an abandoned call keeps the n versions
+  /// its job holds (its own, and the one whose teardown it followed) mapped for as long as it
+  /// runs, so drain() does not wait for those.
   void abandoned(int delta) {
     abandoned_calls_ += delta;
     settle();

@@ -22,6 +22,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <mutex>
@@ -83,9 +84,22 @@ public:
   /// it can use what the calls before it produced; false ends the sequence there without an
   /// error (the caller looks at what the call produced).
   struct hook_call {
+    hook_call(hook hk, std::function<awaitable<bool>()> m, std::string l = ":")
+        : h(hk), make(std::move(m)), lead(std::move(l)) {}
     hook h;
     std::function<awaitable<bool>()> make;
-    std::string lead = ":"; // between the plugin's version and the hook's name in the message
+    std::string lead; // between the plugin's version and the hook's name in the message
+    version_ptr code;       // whose code it runs, if not the sequence's version
+    clock::time_point window = no_window; // its own end, if sooner than the sequence's
+    bool goes_on = false;   // if it throws, that is reported (turn::went_on) and the next call made
+  };
+
+  /// What a sequence of calls came to.
+  struct turn {
+    error_info error;                     // why it ended early: a call threw, was late or was not made
+    std::size_t at = 0;                   // that call (when `error`)
+    std::vector<clock::time_point> ended; // when each call that was made returned
+    std::vector<error_info> went_on;      // per call: what a `goes_on` call threw
   };
 
   /// Runs one call of plugin code on a hook thread, under its time limit cut to `window`
@@ -97,44 +111,57 @@ public:
     auto once = std::make_shared<awaitable<void>>(std::move(op));
     std::vector<hook_call> calls;
     calls.push_back({h, [once]() -> awaitable<bool> { co_await std::move(*once); co_return true; }, std::move(lead)});
-    co_return co_await in_turn(v, std::move(calls), window);
+    co_return (co_await in_turn(v, std::move(calls), window)).error;
   }
 
   /// Runs `calls` (all on `v`'s code) one after the other on a hook thread, as one job: one
   /// hand-off between the strand and the hook thread for all of them, where each call would
   /// cost one (a wake-up each way when the cores are busy). Each call still has its own time
-  /// limit, from its own start: the strand sleeps until the limit of the call under way and,
-  /// if the job has moved on by then, until the next one's. The first call that throws or is
-  /// late ends the sequence (a late one is abandoned as run() says, and the calls after it are
-  /// not made). `ended` gets when each call that was made returned.
-  awaitable<error_info> in_turn(const version_ptr& v, std::vector<hook_call> calls, clock::time_point window = no_window,
-                                std::vector<clock::time_point>* ended = nullptr) {
+  /// limit, from its own start (and its own window, if sooner): the strand sleeps until the
+  /// limit of the call under way and, if the job has moved on by then, until the next one's.
+  /// The first call that throws (unless it `goes_on`) or is late ends the sequence (a late one
+  /// is abandoned as run() says, and the calls after it are not made).
+  awaitable<turn> in_turn(const version_ptr& v, std::vector<hook_call> calls, clock::time_point window = no_window) {
     const auto& name = v->meta.name;
-    auto who = "plugin '" + name + "' " + v->meta.version;
-    if (calls.empty()) co_return error_info{};
-    if (window <= clock::now()) co_return out_of_time(who, calls.front().h, name);
+    turn out;
+    if (calls.empty()) co_return out;
     auto st = std::make_shared<call_state>(calls.size());
-    st->context = threads_.context();
-    st->window = window;
-    auto ex = threads_.executor();
     std::vector<hook> hooks; // `calls` goes to the hook thread; what the messages need stays
     std::vector<std::string> leads;
-    for (auto& c : calls) {
-      hooks.push_back(c.h);
-      leads.push_back(std::move(c.lead));
+    std::vector<version_ptr> whose;
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+      hooks.push_back(calls[i].h);
+      leads.push_back(std::move(calls[i].lead));
+      whose.push_back(calls[i].code ? calls[i].code : v);
+      st->windows[i] = std::min(window, calls[i].window);
     }
+    auto who = [&](std::size_t i) { return "plugin '" + name + "' " + whose[i]->meta.version; };
     auto limit = [&](std::size_t i) { return opts_.timeouts.*spec(hooks[i]).limit; };
+    if (st->windows[0] <= clock::now()) {
+      out.error = out_of_time(who(0), hooks[0], name);
+      co_return out;
+    }
+    st->context = threads_.context();
+    auto ex = threads_.executor();
     // On the hook thread: the outcome, then the strand is told (if the reloader is still there).
-    auto returned = [st, mail = mail_, hub = weak_hub_, reg = weak_reg_, v, hooks](std::exception_ptr e) {
+    auto returned = [st, mail = mail_, hub = weak_hub_, reg = weak_reg_, hooks, v](std::exception_ptr e) {
       if (e && st->error.empty()) st->error = describe(e);
       st->finished.store(true, std::memory_order_release);
       if (hub.expired()) return;
-      mail->post([st, hub, reg, v, hooks] {
+      mail->post([st, hub, reg, hooks, v] {
         st->done.set();
-        if (st->abandoned) report_return(hub, reg, v, hooks[st->at_abandon], st->since_abandon);
+        if (st->abandoned) report_return(hub, reg, *st, hooks[st->at_abandon]);
       });
     };
-    asio::co_spawn(asio::any_io_executor(keepalive_executor<hook_threads::executor_type>(ex, v)),
+    // The job's executor keeps every version whose code it runs mapped: code of the old version
+    // may still be queued on it (Asio's, or the plugin's) after its teardown returned.
+    std::shared_ptr<const void> keep = v;
+    int held = 1;
+    if (std::any_of(whose.begin(), whose.end(), [&](auto& w) { return w != v; })) {
+      keep = std::make_shared<const std::vector<version_ptr>>(whose);
+      held = 2;
+    }
+    asio::co_spawn(asio::any_io_executor(keepalive_executor<hook_threads::executor_type>(ex, std::move(keep))),
                    sequence(st, std::move(calls)), asio::bind_cancellation_slot(st->cancel.slot(), std::move(returned)));
     // No co_await inside a condition: g++ 12 does not short-circuit around it.
     bool finished = returned_soon(*st);
@@ -143,7 +170,7 @@ public:
     while (!finished) {
       std::tie(at, since) = st->current();
       own = since + std::min(limit(at), std::chrono::duration_cast<std::chrono::milliseconds>(clock::time_point::max() - since));
-      until = std::min(own, window);
+      until = std::min(own, st->windows[at]);
       finished = co_await st->done.wait_until(until);
       finished = finished || st->finished.load(std::memory_order_acquire); // it returned just now
       if (finished || clock::now() < until) continue;
@@ -155,32 +182,32 @@ public:
     if (!finished) {
       // The calls before the late one were made: what they did stands (`at` was published
       // after their ends).
-      if (ended) ended->assign(st->ended.begin(), st->ended.begin() + static_cast<std::ptrdiff_t>(at));
+      collect(out, *st, at, hooks, leads, who, name);
       st->abandoned = true;
       st->at_abandon = at;
+      st->held = held; // the versions the job's executor keeps
+      st->abandoned_code = whose[at]->meta;
       st->since_abandon = since;
       asio::post(ex, [st] { st->cancel.emit(asio::cancellation_type::all); }); // where the call runs
       threads_.abandoned();
-      hub_.abandoned(+1);
+      hub_.abandoned(st->held);
       reg_.count(name, &plugin_info::abandoned_calls, +1);
       const auto h = hooks[at];
       auto raise = until == own ? std::string("options.timeouts.") + spec(h).option
                                 : std::string("options.max_caller_wait (the longest a reload may hold callers)");
-      auto err = fail(errc::hook_timeout, name,
-                      who + ": " + spec(h).name + " did not finish within " + whole_ms(until - since) +
-                          " and was abandoned (cancelled; its library stays mapped until it returns); never "
-                          "block a hook's thread, make it finish sooner, or raise " + raise);
-      hub_.emit(event_kind::abandoned, name, nullptr, &v->meta, clock::now() - since, err);
-      co_return err;
+      out.at = at;
+      out.error = fail(errc::hook_timeout, name,
+                       who(at) + ": " + spec(h).name + " did not finish within " + whole_ms(until - since) +
+                           " and was abandoned (cancelled; its library stays mapped until it returns); never "
+                           "block a hook's thread, make it finish sooner, or raise " + raise);
+      hub_.emit(event_kind::abandoned, name, nullptr, &whose[at]->meta, clock::now() - since, out.error);
+      co_return out;
     }
-    if (ended) ended->assign(st->ended.begin(), st->ended.begin() + static_cast<std::ptrdiff_t>(st->made));
-    if (st->skipped) co_return out_of_time(who, hooks[st->failed], name);
-    if (!st->error.empty()) {
-      const auto h = hooks[st->failed];
-      co_return fail(spec(h).failure, name,
-                     who + leads[st->failed] + " " + spec(h).name + " threw: " + st->error + spec(h).fix);
-    }
-    co_return error_info{};
+    collect(out, *st, st->made, hooks, leads, who, name);
+    out.at = st->failed;
+    if (st->skipped) out.error = out_of_time(who(st->failed), hooks[st->failed], name);
+    else if (!st->error.empty()) out.error = threw(who(st->failed) + leads[st->failed], hooks[st->failed], st->error, name);
+    co_return out;
   }
 
   /// The check every new version's instance must pass before it serves (empty: none).
@@ -194,6 +221,17 @@ public:
     return run(v, h, lifecycle(inst.object, h), window);
   }
 
+  /// A teardown made in the same job as a bring_up's calls, just before them: one hand-off to
+  /// the hook thread for both (a reload of one plugin). `done` gets what it threw, or why it
+  /// was not made or not waited for (then bring_up's own calls go in a job of their own), and
+  /// when; before bring_up reports its own steps.
+  struct prior_teardown {
+    version_ptr v;
+    instance inst;
+    clock::time_point window = no_window;
+    std::function<void(const error_info&, clock::time_point)> done;
+  };
+
   /// Steps 5-7 of a reload (constructor, state restored, on_reload_async), or a first start
   /// without `old_v` (constructor, saved state if any, setup_async), then the host's
   /// acceptance check for a new version: an instance of `v` ready to serve. The calls go to
@@ -201,10 +239,20 @@ public:
   /// with the time it was done.
   awaitable<result<instance>> bring_up(const version_ptr& v, const snapshot_ptr& snapshot,
                                        const version_ptr& old_v, clock::time_point t0,
-                                       clock::time_point window = no_window) {
+                                       clock::time_point window = no_window, prior_teardown* prior = nullptr) {
     const auto& name = v->meta.name;
     auto inst = std::make_shared<result<instance>>();
     std::vector<hook_call> calls;
+    if (prior) {
+      auto& c = calls.emplace_back(hook::teardown, [p = prior->inst.object]() mutable -> awaitable<bool> {
+        auto old = std::move(p); // the old instance goes with the call, not with the job
+        co_await lifecycle(std::move(old), hook::teardown);
+        co_return true;
+      });
+      c.code = prior->v;
+      c.window = prior->window;
+      c.goes_on = true;
+    }
     std::vector<std::pair<reload_step, const char*>> steps; // reported after each call
     // The plugin's context is made here, on the strand; the factory runs in the job.
     auto construct = std::make_shared<awaitable<void>>(factory_.construct(v, inst));
@@ -233,8 +281,17 @@ public:
                          co_await ask(check, old_v, v, inst->value, answer);
                          co_return true;
                        }});
-    std::vector<clock::time_point> ended;
-    auto err = co_await in_turn(v, std::move(calls), window, &ended);
+    auto t = co_await in_turn(v, std::move(calls), window);
+    auto& ended = t.ended;
+    if (prior) {
+      if (t.error && t.at == 0) { // the teardown was late or not made: the new instance's calls on their own
+        prior->done(t.error, clock::now());
+        co_return co_await bring_up(v, snapshot, old_v, t0, window);
+      }
+      prior->done(t.went_on[0], ended[0]);
+      ended.erase(ended.begin());
+    }
+    auto err = t.error;
     for (std::size_t i = 0; i < ended.size() && *inst; ++i) { // none if the constructor failed
       if (i == steps.size()) break; // the acceptance check has no step
       if (steps[i].first == reload_step::none) continue;
@@ -288,11 +345,12 @@ private:
   }
 
   struct call_state {
-    explicit call_state(std::size_t n) : ended(n) {}
+    explicit call_state(std::size_t n) : windows(n), thrown(n), ended(n) {}
     // The hook threads' io_context, kept until the call's last trace is gone: the cancel
     // signal's handler holds a strand of it, and may go on the program's thread, late.
     std::shared_ptr<const void> context;
-    clock::time_point window = no_window;
+    std::vector<clock::time_point> windows; // each call's end (no later than the sequence's)
+    std::vector<std::string> thrown;        // what each `goes_on` call threw
     // Which call is under way and since when: written by the hook thread, `at` last; read by
     // the strand, `at` first and again after `since` (so the two belong together). The strand
     // marks the call it abandons (`given_up`), and the job then makes no more.
@@ -309,6 +367,8 @@ private:
     asio::cancellation_signal cancel;  // emitted on the call's own strand
     bool abandoned = false;            // strand only, and what follows
     std::size_t at_abandon = 0;
+    int held = 0;                      // versions the abandoned job keeps mapped
+    plugin_metadata abandoned_code;    // whose code the abandoned call runs
     clock::time_point since_abandon;
 
     std::pair<std::size_t, clock::time_point> current() const {
@@ -325,7 +385,7 @@ private:
     for (std::size_t i = 0; i < calls.size(); ++i) {
       auto now = clock::now();
       if (i > 0) {
-        if (now >= st->window) {
+        if (now >= st->windows[i]) {
           st->failed = i;
           st->skipped = true;
           co_return;
@@ -338,9 +398,12 @@ private:
       try {
         more = co_await calls[i].make();
       } catch (...) {
-        st->failed = i;
-        st->error = describe(std::current_exception());
-        co_return;
+        if (!calls[i].goes_on) {
+          st->failed = i;
+          st->error = describe(std::current_exception());
+          co_return;
+        }
+        st->thrown[i] = describe(std::current_exception());
       }
       st->ended[i] = clock::now();
       st->made = i + 1;
@@ -358,18 +421,32 @@ private:
     return true;
   }
 
+  // The calls before `made` returned: when, and what those that went on threw.
+  template <class Who>
+  static void collect(turn& out, const call_state& st, std::size_t made, const std::vector<hook>& hooks,
+                      const std::vector<std::string>& leads, const Who& who, const std::string& name) {
+    out.ended.assign(st.ended.begin(), st.ended.begin() + static_cast<std::ptrdiff_t>(made));
+    out.went_on.resize(hooks.size());
+    for (std::size_t i = 0; i < made; ++i)
+      if (!st.thrown[i].empty()) out.went_on[i] = threw(who(i) + leads[i], hooks[i], st.thrown[i], name);
+  }
+
+  static error_info threw(const std::string& who, hook h, const std::string& what, const std::string& name) {
+    return fail(spec(h).failure, name, who + " " + spec(h).name + " threw: " + what + spec(h).fix);
+  }
+
   // An abandoned call returned at last: counted, logged, reported.
   static void report_return(const std::weak_ptr<event_hub>& hub, const std::weak_ptr<registry>& reg,
-                            const version_ptr& v, hook h, clock::time_point start) {
-    const auto& name = v->meta.name;
-    if (auto r = reg.lock()) r->count(name, &plugin_info::abandoned_calls, -1);
+                            const call_state& st, hook h) {
+    const auto& m = st.abandoned_code;
+    if (auto r = reg.lock()) r->count(m.name, &plugin_info::abandoned_calls, -1);
     auto l = hub.lock();
     if (!l) return;
-    l->abandoned(-1);
-    l->log(log_level::warning, name,
-           "plugin '" + name + "' " + v->meta.version + ": " + spec(h).name + ", abandoned, returned after " +
-               ms(clock::now() - start) + "; its library can now be unloaded");
-    l->emit(event_kind::returned, name, nullptr, &v->meta, clock::now() - start);
+    l->abandoned(-st.held);
+    l->log(log_level::warning, m.name,
+           "plugin '" + m.name + "' " + m.version + ": " + spec(h).name + ", abandoned, returned after " +
+               ms(clock::now() - st.since_abandon) + "; its library can now be unloaded");
+    l->emit(event_kind::returned, m.name, nullptr, &m, clock::now() - st.since_abandon);
   }
 
   error_info out_of_time(const std::string& who, hook h, const std::string& name) const {

@@ -239,9 +239,15 @@ private:
 
   // Steps 4-8: the old instances go (dependents first), the new ones come (dependencies
   // first; independent plugins concurrently); one after the other, or both at once with
-  // options.overlap_teardown.
+  // options.overlap_teardown. For one plugin, its teardown and the new instance's calls are
+  // one job on the hook thread.
   awaitable<void> replace() {
     for (auto& nd : nodes_) nd.old_instance = nd.e->inst;
+    if (nodes_.size() == 1 && !c_.opts.overlap_teardown) {
+      co_await bring_up(0, true);
+      nodes_[0].old_instance = {};
+      co_return;
+    }
     auto tear_down_all = run_dag(c_.strand, down_, [this](std::size_t i) { return tear_down(i); });
     auto bring_up_all = run_dag(c_.strand, up_, [this](std::size_t i) { return bring_up(i); });
     if (c_.opts.overlap_teardown) {
@@ -260,17 +266,26 @@ private:
   // Step 4. A failure is reported; the old instance goes regardless.
   awaitable<void> tear_down(std::size_t i) {
     auto& nd = nodes_[i];
+    announce_teardown(nd);
+    torn_down(nd, co_await c_.hooks.call(nd.old_v, nd.old_instance, hook::teardown, teardown_window_), clock::now());
+  }
+
+  void announce_teardown(const node& nd) {
     if (c_.hub.debug_on()) c_.hub.log(log_level::debug, nd.e->name, "Calling teardown_async for plugin: " + nd.e->name);
-    if (auto err = co_await c_.hooks.call(nd.old_v, nd.old_instance, hook::teardown, teardown_window_)) {
+  }
+
+  void torn_down(node& nd, const error_info& err, clock::time_point at) {
+    if (err) {
       c_.hub.log(log_level::warning, nd.e->name, err.message);
       c_.gate.record_error(*nd.e, err);
     }
-    step(nd, reload_step::torn_down, nd.new_v, "Tore down old instance");
+    step(nd, reload_step::torn_down, nd.new_v, "Tore down old instance", at);
     if (nd.e->inst.object == nd.old_instance.object) nd.e->inst = {}; // not yet replaced (overlap)
   }
 
-  // Steps 5-8 for one plugin, or its rollback.
-  awaitable<void> bring_up(std::size_t i) {
+  // Steps 5-8 for one plugin, or its rollback; with `tear_down_first`, step 4 too, in the
+  // same job.
+  awaitable<void> bring_up(std::size_t i, bool tear_down_first = false) {
     auto& nd = nodes_[i];
     auto& e = *nd.e;
     for (auto d : up_[i])
@@ -280,7 +295,10 @@ private:
                                        "' is unavailable"));
     auto v = nd.back ? nd.old_v : nd.new_v;
     auto window = nd.back ? deadline_after(c_.opts.max_caller_wait) : window_; // a rollback starts anew
-    auto inst = co_await c_.hooks.bring_up(v, nd.snapshot, nd.old_v, t0_, window);
+    hook_runner::prior_teardown prior{nd.old_v, nd.old_instance, teardown_window_,
+                                      [&](const error_info& err, clock::time_point at) { torn_down(nd, err, at); }};
+    if (tear_down_first) announce_teardown(nd);
+    auto inst = co_await c_.hooks.bring_up(v, nd.snapshot, nd.old_v, t0_, window, tear_down_first ? &prior : nullptr);
     if (inst) co_return serve(nd, v, std::move(inst.value));
     if (v != nd.old_v || !nd.requested) failed(e, inst.error, v);
     std::string also;
@@ -361,8 +379,9 @@ private:
     first_(err);
   }
 
-  void step(const node& nd, reload_step s, const version_ptr& v, std::string_view what) {
-    c_.hub.step(nd.e->name, s, &nd.old_v->meta, &v->meta, t0_, what);
+  void step(const node& nd, reload_step s, const version_ptr& v, std::string_view what,
+            clock::time_point at = clock::now()) {
+    c_.hub.step(nd.e->name, s, &nd.old_v->meta, &v->meta, t0_, what, at);
   }
 
   core& c_;
