@@ -147,6 +147,44 @@ TEST_CASE("a teardown that fails or never finishes is reported and does not bloc
   }
 }
 
+TEST_CASE("a call past its limit is abandoned at that limit, even after a slower call with a longer limit in the "
+          "same job") {
+  // One job: the old instance's teardown (300 ms, within its 10 s), then the new instance's
+  // calls, of which on_reload_async never finishes (1 s limit).
+  harness h([&](hr::options& o) {
+    o.max_caller_wait = 20s;
+    o.timeouts.teardown = 10s;
+    o.timeouts.on_reload = 1s;
+    o.verbosity = hr::log_level::off;
+    auto config = failing("on_reload", "hang");
+    config["delay_ms"] = 300;
+    o.plugin_config["counter"] = config;
+  });
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    co_await call_increment(r);
+    box.install("counter_v2");
+    auto t0 = std::chrono::steady_clock::now();
+    auto [ec] = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
+    auto took = std::chrono::steady_clock::now() - t0;
+    CHECK(ec == hr::errc::hook_timeout);
+    auto err = r.info("counter")->last_error;
+    REQUIRE(err);
+    CHECK_MESSAGE(err->message.find("on_reload_async did not finish within 1000 ms") != std::string::npos, err->message);
+    // About 2 s (the teardown, on_reload_async's limit, the rollback's on_reload_async); the
+    // teardown's limit would be 10 s.
+    CHECK(took < 6s);
+    auto p = co_await r.async_get("counter", use_awaitable);
+    CHECK(p->version() == "1.0.0");
+    CHECK(p->count() == 1);
+    p.reset();
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
 TEST_CASE("a second library claiming a loaded plugin's name is refused; the first serves on") {
   harness h([](hr::options& o) { o.verbosity = hr::log_level::off; });
   [[maybe_unused]] auto& box = h.box;

@@ -197,6 +197,53 @@ TEST_CASE("a State policy's slow save comes after the reload (persistent_json_st
   valve.join();
 }
 
+namespace {
+// The same, saying it accepts every snapshot: a reload of one plugin takes its snapshot in the
+// teardown's job and saves it after.
+struct accepting_state : staging_state {
+  static constexpr bool accepts_every_snapshot = true;
+};
+static_assert(hr::state_store_accepting<accepting_state> && !hr::state_store_accepting<staging_state>);
+} // namespace
+
+TEST_CASE("a State policy that accepts every snapshot and refuses one all the same: the reload stands with the state, "
+          "the refusal is reported and recorded") {
+  sandbox box;
+  box.install("counter_v1");
+  asio::io_context io;
+  hr::basic_hot_reloader<test::counter_iface, hr::manual_watcher, hr::dll_loader, accepting_state> r(io.get_executor(),
+                                                                                                    box.opts());
+  auto& policy = r.state();
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    for (int i = 0; i < 3; ++i) co_await call_increment(r);
+    policy.refuse = true;
+    box.install("counter_v2");
+    box.journal->take();
+    auto [ec] = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
+    CHECK(!ec);
+    CHECK(box.journal->take() == std::vector<std::string>{"1.0.0:get_state", "1.0.0:teardown", "2.0.0:ctor",
+                                                          "2.0.0:set_state", "2.0.0:on_reload", "1.0.0:dtor"});
+    auto info = r.info("counter");
+    CHECK(info->version == "2.0.0");
+    REQUIRE(info->last_error);
+    CHECK(info->last_error->code == hr::errc::state_store_failed);
+    CHECK(info->last_error->message.find("State of plugin counter not stored") != std::string::npos);
+    CHECK(info->last_error->message.find("refused: the test said so") != std::string::npos);
+    CHECK((co_await call_increment(r)) == 4); // the new version has the old one's state
+    CHECK(policy.committed.empty());
+
+    // Accepted: saved, then committed once callers no longer wait.
+    policy.refuse = false;
+    box.install("counter_v1");
+    std::tie(ec) = co_await r.async_reload_plugin("counter", asio::as_tuple(use_awaitable));
+    CHECK(!ec);
+    CHECK((co_await call_increment(r)) == 5);
+    CHECK(policy.committed == std::vector<std::int64_t>{4});
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
 TEST_CASE("persistent_json_state: state survives the process (a new reloader and policy); each reload's snapshot is "
           "written once the new version serves, and a state_dir it cannot write to is reported, the reloads standing") {
   sandbox box;

@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -118,7 +119,8 @@ public:
   /// hand-off between the strand and the hook thread for all of them, where each call would
   /// cost one (a wake-up each way when the cores are busy). Each call still has its own time
   /// limit, from its own start (and its own window, if sooner): the strand sleeps until the
-  /// limit of the call under way and, if the job has moved on by then, until the next one's.
+  /// limit of the call under way, or sooner if a later call could be due before that, and
+  /// then looks again at the call under way.
   /// The first call that throws (unless it `goes_on`) or is late ends the sequence (a late one
   /// is abandoned as run() says, and the calls after it are not made).
   awaitable<turn> in_turn(const version_ptr& v, std::vector<hook_call> calls, clock::time_point window = no_window) {
@@ -167,17 +169,30 @@ public:
     bool finished = returned_soon(*st);
     std::size_t at = 0;
     clock::time_point since, until, own;
+    auto limit_from = [&](clock::time_point from, std::size_t i) { // no overflow past time_point::max()
+      return from + std::min(limit(i), std::chrono::duration_cast<std::chrono::milliseconds>(clock::time_point::max() - from));
+    };
     while (!finished) {
       std::tie(at, since) = st->current();
-      own = since + std::min(limit(at), std::chrono::duration_cast<std::chrono::milliseconds>(clock::time_point::max() - since));
+      own = limit_from(since, at);
       until = std::min(own, st->windows[at]);
-      finished = co_await st->done.wait_until(until);
-      finished = finished || st->finished.load(std::memory_order_acquire); // it returned just now
-      if (finished || clock::now() < until) continue;
-      // Late, unless the job has just moved on: then the next call has its own limit. One
-      // exchange decides, so the job never starts a call after the strand gave up on it.
-      auto expected = at;
-      if (st->at.compare_exchange_strong(expected, at | call_state::given_up, std::memory_order_acq_rel)) break;
+      auto now = clock::now();
+      if (now >= until) {
+        finished = st->finished.load(std::memory_order_acquire); // it returned just now
+        if (finished) break;
+        // Late, unless the job has just moved on: then the next call has its own limit. One
+        // exchange decides, so the job never starts a call after the strand gave up on it.
+        auto expected = at;
+        if (st->at.compare_exchange_strong(expected, at | call_state::given_up, std::memory_order_acq_rel)) break;
+        continue;
+      }
+      // A later call may start any moment, with a shorter limit: wake by the soonest it could
+      // be due too (only a call that runs that long costs a wake-up more). None starts past
+      // its window.
+      auto wake = until;
+      for (auto j = at + 1; j < hooks.size() && st->windows[j] > now; ++j)
+        if (auto soonest = std::min(limit_from(now, j), st->windows[j]); soonest > now) wake = std::min(wake, soonest);
+      finished = co_await st->done.wait_until(wake);
     }
     if (!finished) {
       // The calls before the late one were made: what they did stands (`at` was published
@@ -221,16 +236,30 @@ public:
     return run(v, h, lifecycle(inst.object, h), window);
   }
 
-  /// A teardown made in the same job as a bring_up's calls, just before them: one hand-off to
-  /// the hook thread for both (a reload of one plugin). `done` gets what it threw, or why it
-  /// was not made or not waited for (then bring_up's own calls go in a job of their own), and
-  /// when; before bring_up reports its own steps.
-  struct prior_teardown {
-    version_ptr v;
-    instance inst;
-    clock::time_point window = no_window;
-    std::function<void(const error_info&, clock::time_point)> done;
+  /// Calls made in the same job as a bring_up's own, just before them (a reload of one
+  /// plugin: the old instance's snapshot and teardown): one hand-off to the hook thread and
+  /// back for all. `done` gets what they came to (the turn, cut to them) before bring_up
+  /// reports its own steps, and says whether bring_up goes on: when one of them ended the
+  /// sequence, bring_up's calls were not made; they then go in a job of their own, or (false)
+  /// bring_up returns that error.
+  struct prelude {
+    std::vector<hook_call> calls;
+    std::function<bool(const turn&)> done;
   };
+
+  /// teardown_async of `inst`, a `v` instance, within `window`, for a prelude: what it throws
+  /// is reported (turn::went_on) and the calls after it are made.
+  static hook_call teardown_call(const version_ptr& v, const instance& inst, clock::time_point window) {
+    hook_call c(hook::teardown, [p = inst.object]() mutable -> awaitable<bool> {
+      auto old = std::move(p); // the job keeps no reference once the call returned
+      co_await lifecycle(std::move(old), hook::teardown);
+      co_return true;
+    });
+    c.code = v;
+    c.window = window;
+    c.goes_on = true;
+    return c;
+  }
 
   /// Steps 5-7 of a reload (constructor, state restored, on_reload_async), or a first start
   /// without `old_v` (constructor, saved state if any, setup_async), then the host's
@@ -239,20 +268,12 @@ public:
   /// with the time it was done.
   awaitable<result<instance>> bring_up(const version_ptr& v, const snapshot_ptr& snapshot,
                                        const version_ptr& old_v, clock::time_point t0,
-                                       clock::time_point window = no_window, prior_teardown* prior = nullptr) {
+                                       clock::time_point window = no_window, prelude* before = nullptr) {
     const auto& name = v->meta.name;
     auto inst = std::make_shared<result<instance>>();
     std::vector<hook_call> calls;
-    if (prior) {
-      auto& c = calls.emplace_back(hook::teardown, [p = prior->inst.object]() mutable -> awaitable<bool> {
-        auto old = std::move(p); // the old instance goes with the call, not with the job
-        co_await lifecycle(std::move(old), hook::teardown);
-        co_return true;
-      });
-      c.code = prior->v;
-      c.window = prior->window;
-      c.goes_on = true;
-    }
+    const std::size_t first = before ? before->calls.size() : 0; // bring_up's own first call
+    if (before) std::move(before->calls.begin(), before->calls.end(), std::back_inserter(calls));
     std::vector<std::pair<reload_step, const char*>> steps; // reported after each call
     // The plugin's context is made here, on the strand; the factory runs in the job.
     auto construct = std::make_shared<awaitable<void>>(factory_.construct(v, inst));
@@ -283,13 +304,11 @@ public:
                        }});
     auto t = co_await in_turn(v, std::move(calls), window);
     auto& ended = t.ended;
-    if (prior) {
-      if (t.error && t.at == 0) { // the teardown was late or not made: the new instance's calls on their own
-        prior->done(t.error, clock::now());
-        co_return co_await bring_up(v, snapshot, old_v, t0, window);
-      }
-      prior->done(t.went_on[0], ended[0]);
-      ended.erase(ended.begin());
+    if (before) {
+      const bool stopped = t.error && t.at < first;
+      if (!before->done(t)) co_return result<instance>{{}, t.error};
+      if (stopped) co_return co_await bring_up(v, snapshot, old_v, t0, window);
+      ended.erase(ended.begin(), ended.begin() + static_cast<std::ptrdiff_t>(first));
     }
     auto err = t.error;
     for (std::size_t i = 0; i < ended.size() && *inst; ++i) { // none if the constructor failed
@@ -319,18 +338,40 @@ public:
   /// What get_reload_state returned is moved, never copied: into the snapshot, which the
   /// reload (for a rollback) and the State policy then share.
   awaitable<result<snapshot_ptr>> snapshot(entry& e, clock::time_point window = no_window) {
-    boost::json::object snap;
-    snap["enabled"] = reg_.lock()[e].enabled;
-    snap["state_version"] = e.ver->meta.state_version;
-    if (!policies_.preserves_state())
-      co_return result<snapshot_ptr>{std::make_shared<const boost::json::object>(std::move(snap))};
-    auto out = std::make_shared<boost::json::value>();
-    auto err = co_await run(e.ver, hook::get_state, get_state(e.inst.object, out), window);
-    if (!err) snap["custom"] = std::move(*out);
-    auto shared = std::make_shared<const boost::json::object>(std::move(snap));
-    if (!err) err = policies_.save_state(e.name, shared);
-    if (err) err.plugin = e.name;
-    co_return result<snapshot_ptr>{std::move(shared), std::move(err)};
+    auto snap = snapshot_frame(e);
+    error_info err;
+    if (policies_.preserves_state()) {
+      std::vector<hook_call> calls;
+      calls.push_back(snapshot_call(e, snap, window));
+      err = (co_await in_turn(e.ver, std::move(calls))).error;
+      if (!err) err = policies_.save_state(e.name, snap);
+      if (err) err.plugin = e.name;
+    }
+    co_return result<snapshot_ptr>{std::move(snap), std::move(err)};
+  }
+
+  /// A snapshot of `e` but for what get_reload_state returns: with a state-preserving policy,
+  /// its "custom" is null until snapshot_call fills it.
+  std::shared_ptr<boost::json::object> snapshot_frame(entry& e) {
+    auto snap = std::make_shared<boost::json::object>();
+    (*snap)["enabled"] = reg_.lock()[e].enabled;
+    (*snap)["state_version"] = e.ver->meta.state_version;
+    if (policies_.preserves_state()) (*snap)["custom"] = nullptr;
+    return snap;
+  }
+
+  /// get_reload_state of `e`'s serving instance, within `window`, into `snap`'s "custom" (a
+  /// frame's): on the hook thread, where the calls after it in the same job may read it.
+  static hook_call snapshot_call(const entry& e, std::shared_ptr<boost::json::object> snap, clock::time_point window) {
+    hook_call c(hook::get_state, [p = e.inst.object, snap]() mutable -> awaitable<bool> {
+      auto self = std::move(p); // the job keeps no reference once the call returned
+      auto state = co_await self->get_reload_state();
+      snap->at("custom") = std::move(state);
+      co_return true;
+    });
+    c.code = e.ver;
+    c.window = window;
+    return c;
   }
 
 private:
@@ -494,9 +535,6 @@ private:
     case hook::on_reload: co_await p->on_reload_async(); break;
     default: break;
     }
-  }
-  static awaitable<void> get_state(std::shared_ptr<plugin> p, std::shared_ptr<boost::json::value> out) {
-    *out = co_await p->get_reload_state();
   }
   static awaitable<void> adopt(std::shared_ptr<plugin> p, std::shared_ptr<const boost::json::value> state) {
     co_await p->adopt_reload_state(std::move(state));

@@ -32,6 +32,8 @@ public:
                            watch_reporter report) = 0;
   virtual void unwatch() = 0;
   virtual bool preserves_state() const noexcept = 0;
+  /// Whether save_state never refuses a snapshot (state_store_accepting).
+  virtual bool accepts_every_snapshot() const noexcept = 0;
   /// In the reload's window: saved, or staged (state_store_staging).
   virtual error_info save_state(std::string_view plugin, const snapshot_ptr& snapshot) = 0;
   /// Once callers no longer wait: what was staged, made durable.
@@ -97,6 +99,7 @@ public:
   }
   void unwatch() override { watcher_.value.stop(); }
   bool preserves_state() const noexcept override { return State::preserves_state; }
+  bool accepts_every_snapshot() const noexcept override { return state_store_accepting<State>; }
   error_info save_state(std::string_view plugin, const snapshot_ptr& snapshot) override {
     if constexpr (state_store_staging<State>) return state_.value.stage(plugin, snapshot);
     else if constexpr (state_store_sharing<State>) return state_.value.save(plugin, snapshot);

@@ -14,6 +14,7 @@ namespace hotreload {
 class json_state {
 public:
   static constexpr bool preserves_state = true;
+  static constexpr bool accepts_every_snapshot = true;
 
   error_info save(std::string_view name, const boost::json::object& snapshot) {
     return save(name, std::make_shared<const boost::json::object>(snapshot));
@@ -33,7 +34,7 @@ private:
   std::map<std::string, snapshot_ptr, std::less<>> snapshots_;
 };
 
-static_assert(state_store<json_state> && state_store_sharing<json_state>);
+static_assert(state_store<json_state> && state_store_sharing<json_state> && state_store_accepting<json_state>);
 
 } // namespace hotreload
 

@@ -40,6 +40,7 @@ namespace hotreload {
 class persistent_json_state {
 public:
   static constexpr bool preserves_state = true;
+  static constexpr bool accepts_every_snapshot = true; // stage() keeps whatever it is given
 
   explicit persistent_json_state(const options& opts)
       : dir_(opts.state_dir), log_(opts.verbosity, opts.sink) {
@@ -190,7 +191,7 @@ private:
 };
 
 static_assert(state_store<persistent_json_state> && state_store_sharing<persistent_json_state> &&
-              state_store_staging<persistent_json_state>);
+              state_store_staging<persistent_json_state> && state_store_accepting<persistent_json_state>);
 
 } // namespace hotreload
 

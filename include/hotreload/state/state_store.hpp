@@ -16,7 +16,8 @@ namespace hotreload {
 /// `{"enabled": bool, "state_version": N, "custom": <what get_reload_state returned>}`.
 /// The reloader saves one before every teardown (reload or stop) and loads it when a
 /// plugin starts, on its strand. A save that fails (a policy may refuse a snapshot) fails the
-/// reload before the old instance is touched. `preserves_state == false` skips
+/// reload before the old instance is touched (unless the policy says it accepts every
+/// snapshot: state_store_accepting). `preserves_state == false` skips
 /// get_reload_state/set_reload_state.
 template <class S>
 concept state_store_flag = requires { { S::preserves_state } -> std::convertible_to<bool>; };
@@ -41,6 +42,16 @@ template <class S>
 concept state_store_sharing = requires(S& s, std::string_view name, snapshot_ptr snapshot) {
   { s.save(name, snapshot) } -> std::same_as<error_info>;
 };
+
+/// Optional: a State policy whose `save` (or `stage`) never refuses a snapshot says so with
+/// `static constexpr bool accepts_every_snapshot = true;` (json_state and
+/// persistent_json_state do). A reload of one plugin then takes the old instance's snapshot in
+/// the same job on the hook thread as its teardown and the new instance's calls, and saves it
+/// once that job is back: one hand-off between threads fewer while callers wait. A save that
+/// fails all the same comes too late to stop the reload: it is logged and recorded as the
+/// plugin's last_error, as a failed commit is, and the reload stands.
+template <class S>
+concept state_store_accepting = requires { requires bool(S::accepts_every_snapshot); };
 
 /// Optional: a State policy whose saves are slow (persistent_json_state writes a file and
 /// syncs it: 0.7 ms at p50, 8 ms at p99 on this project's machine) stages each snapshot
