@@ -307,10 +307,9 @@ private:
                                        "' is unavailable"));
     auto v = nd.back ? nd.old_v : nd.new_v;
     auto window = nd.back ? deadline_after(c_.opts.max_caller_wait) : window_; // a rollback starts anew
-    bool no_snapshot = false;
-    auto before = in_one_job ? first_calls(nd, no_snapshot) : hook_runner::prelude{};
+    auto before = in_one_job ? first_calls(nd) : hook_runner::prelude{};
     auto inst = co_await c_.hooks.bring_up(v, nd.snapshot, nd.old_v, t0_, window, in_one_job ? &before : nullptr);
-    if (no_snapshot) co_return abort(inst.error); // nothing was torn down
+    if (!nd.snapshot) co_return abort(inst.error); // the job's snapshot failed: nothing was torn down
     if (inst) co_return serve(nd, v, std::move(inst.value));
     if (v != nd.old_v || !nd.requested) failed(e, inst.error, v);
     std::string also;
@@ -323,23 +322,22 @@ private:
                      inst.error.message + also + "; the plugin is unavailable until a working version is loaded"));
   }
 
-  // The calls that go before node `nd`'s new instance's in one job: its snapshot (unless
-  // taken already) and its old instance's teardown. If the snapshot fails, nothing else is
-  // made and `no_snapshot` is set.
-  hook_runner::prelude first_calls(node& nd, bool& no_snapshot) {
+  // The calls that go before node `nd`'s new instance's in one job: its snapshot (if
+  // snapshot_in_job()) and its old instance's teardown. If the snapshot fails, nothing else
+  // is made and `nd.snapshot` is left empty.
+  hook_runner::prelude first_calls(node& nd) {
     hook_runner::prelude p;
-    std::shared_ptr<boost::json::object> snap;
-    if (!nd.snapshot && c_.policies.preserves_state()) {
-      snap = c_.hooks.snapshot_frame(*nd.e);
+    const std::size_t k = snapshot_in_job() ? 1 : 0; // the teardown's place in the job
+    if (k) {
+      auto snap = c_.hooks.snapshot_frame(*nd.e);
       p.calls.push_back(c_.hooks.snapshot_call(*nd.e, snap, window_));
-      nd.snapshot = snap; // filled by the job before the new instance's calls read it
+      nd.snapshot = std::move(snap); // filled by the job before the new instance's calls read it
     }
     announce_teardown(nd);
     p.calls.push_back(hook_runner::teardown_call(nd.old_v, nd.old_instance, teardown_window_));
-    p.done = [this, &nd, &no_snapshot, k = snap ? 1u : 0u](const hook_runner::turn& t) {
+    p.done = [this, &nd, k](const hook_runner::turn& t) {
       if (k && t.error && t.at == 0) {
         nd.snapshot = {};
-        no_snapshot = true;
         return false;
       }
       if (k) saved(nd, t.ended[0]);
