@@ -29,8 +29,8 @@ struct measured {
   std::vector<double> requests; // us, both callers
   std::vector<double> windows;  // us from quiesced to published, per reload
   // The window's parts, per reload: the snapshot (get_reload_state and the State policy's
-  // save), the teardown, the new instance (constructor, state, on_reload_async: one job),
-  // the publication; each from the step before to its own.
+  // save), the teardown, the new instance's constructor, its state restored, its
+  // on_reload_async, the publication; each from the step before to its own.
   std::map<std::string, std::vector<double>> parts;
 };
 
@@ -49,7 +49,9 @@ measured run_case(const fs::path& dir, long state_bytes, bool reloading, int ms,
     auto us = [](std::chrono::nanoseconds d) { return std::chrono::duration<double, std::micro>(d).count(); };
     const char* part = e.step == hr::reload_step::state_saved   ? "snapshot"
                        : e.step == hr::reload_step::torn_down   ? "teardown"
-                       : e.step == hr::reload_step::reload_hook ? "new_instance"
+                       : e.step == hr::reload_step::constructed ? "construct"
+                       : e.step == hr::reload_step::state_restored ? "restore"
+                       : e.step == hr::reload_step::reload_hook ? "on_reload"
                        : e.step == hr::reload_step::published   ? "publish"
                                                                 : nullptr;
     if (part) m.parts[part].push_back(us(e.duration - previous));

@@ -128,9 +128,10 @@ TEST_CASE("a held plugin_ptr delays the snapshot, and its changes are in the sta
     box.install("counter_v2");
     std::atomic<bool> reloaded{false};
     asio::co_spawn(io, r.async_reload_plugin("counter", use_awaitable), [&](std::exception_ptr) { reloaded = true; });
-    // The new library is loaded, then the reload waits for `held`.
+    // The new library is loaded, then the reload quiesces (on a hook thread, in the job that
+    // goes on to the snapshot) and waits for `held`: nobody gets the old version any more.
     co_await rec.next([](auto& e) { return e.step == hr::reload_step::library_loaded; });
-    CHECK(!r.try_get("counter")); // quiescing: nobody gets the old version any more
+    REQUIRE(co_await comes_true([&] { return !r.try_get("counter"); }));
     // A caller arriving now waits for the reload and gets the new version.
     std::optional<std::string> late;
     asio::co_spawn(io, [&]() -> awaitable<void> {
@@ -148,6 +149,44 @@ TEST_CASE("a held plugin_ptr delays the snapshot, and its changes are in the sta
     p.reset();
     while (!late) co_await asio::post(io, use_awaitable);
     CHECK(*late == "2.0.0");
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
+TEST_CASE("a reload's job publishes the new version itself: callers get it while the program's io_context is "
+          "busy, with its state, and async_get callers once it is free") {
+  harness h;
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
+  // The acceptance check runs in the job, just before the publication: it keeps the program's
+  // only thread busy in a handler that waits until try_get hands out the new version.
+  std::atomic<bool> seen_while_busy{false};
+  std::atomic<int> count_seen{0};
+  r.set_acceptance_check([&](hr::candidate<test::counter_iface> c) -> awaitable<hr::verdict> {
+    if (c.new_version.version == "2.0.0")
+      asio::post(io, [&] {
+        seen_while_busy = becomes_true([&] {
+          auto p = r.try_get("counter");
+          if (!p || p->version() != "2.0.0") return false;
+          count_seen = p->count();
+          return true;
+        });
+      });
+    co_return hr::verdict::accept();
+  });
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    CHECK(co_await call_increment(r) == 1);
+    CHECK(co_await call_increment(r) == 2);
+    box.install("counter_v2");
+    co_await r.async_reload_plugin("counter", use_awaitable);
+    CHECK(seen_while_busy);
+    CHECK(count_seen == 2);
+    auto p = co_await r.async_get("counter", use_awaitable);
+    CHECK(p->version() == "2.0.0");
+    p.reset();
     co_await r.async_stop(use_awaitable);
   });
 }
@@ -489,8 +528,7 @@ TEST_CASE("try_get's per-thread cache follows every change at once") {
     box.install("counter_v2");
     bool reloaded = false;
     asio::co_spawn(io, r.async_reload_plugin("counter", use_awaitable), [&](std::exception_ptr) { reloaded = true; });
-    co_await rec.next([](auto& e) { return e.step == hr::reload_step::library_loaded; });
-    CHECK(!r.try_get("counter"));
+    REQUIRE(co_await comes_true([&] { return !r.try_get("counter"); }));
     first.reset();
     co_await rec.next(hr::event_kind::reloaded);
     REQUIRE(r.try_get("counter"));

@@ -9,6 +9,7 @@
 #include <hotreload/detail/event_hub.hpp>
 #include <hotreload/detail/hook_threads.hpp>
 #include <hotreload/detail/keepalive_executor.hpp>
+#include <hotreload/detail/lease_gate.hpp>
 #include <hotreload/detail/policies.hpp>
 #include <hotreload/detail/registry.hpp>
 #include <hotreload/detail/result.hpp>
@@ -36,7 +37,9 @@
 
 namespace hotreload::detail {
 
-enum class hook { construct, setup, teardown, on_reload, get_state, set_state, migrate_state, accept };
+/// The calls a job on a hook thread makes: the plugin's code, the host's acceptance check, and
+/// the two ends of a reload's window (quiesce, publish: the library's own, see lease_gate).
+enum class hook { construct, setup, teardown, on_reload, get_state, set_state, migrate_state, accept, quiesce, publish };
 
 /// The host's acceptance check, for any interface: (old version or null, new version, the
 /// new instance as an Interface*).
@@ -45,7 +48,8 @@ using acceptance_fn = std::function<awaitable<verdict>(const plugin_metadata*, c
 struct hook_spec {
   const char* name;
   errc failure;                                 // when it throws
-  std::chrono::milliseconds hook_timeouts::*limit;
+  std::chrono::milliseconds hook_timeouts::*limit; // null: the library's own call, which keeps its own
+                                                    // deadline; it is never abandoned nor skipped
   const char* option;                           // that limit, as options.timeouts' field
   const char* fix;                              // appended to the message when it throws
 };
@@ -61,6 +65,8 @@ inline const hook_spec& spec(hook h) {
       {"migrate_state", errc::state_migration_failed, &hook_timeouts::set_state, "set_state",
        "; implement migrate_state(from_version, state) to convert it, or keep the state_version"},
       {"the host's acceptance check", errc::not_accepted, &hook_timeouts::accept, "accept", ""},
+      {"quiescing", errc::quiesce_timeout, nullptr, "", ""},
+      {"publication", errc::plugin_unavailable, nullptr, "", ""},
   };
   return table[static_cast<int>(h)];
 }
@@ -135,10 +141,13 @@ public:
       hooks.push_back(calls[i].h);
       leads.push_back(std::move(calls[i].lead));
       whose.push_back(calls[i].code ? calls[i].code : v);
-      st->windows[i] = std::min(window, calls[i].window);
+      st->windows[i] = spec(calls[i].h).limit ? std::min(window, calls[i].window) : no_window;
     }
     auto who = [&](std::size_t i) { return "plugin '" + name + "' " + whose[i]->meta.version; };
-    auto limit = [&](std::size_t i) { return opts_.timeouts.*spec(hooks[i]).limit; };
+    auto limit = [&](std::size_t i) {
+      auto own = spec(hooks[i]).limit;
+      return own ? opts_.timeouts.*own : std::chrono::milliseconds::max();
+    };
     if (st->windows[0] <= clock::now()) {
       out.error = out_of_time(who(0), hooks[0], name);
       co_return out;
@@ -237,15 +246,35 @@ public:
   }
 
   /// Calls made in the same job as a bring_up's own, just before them (a reload of one
-  /// plugin: the old instance's snapshot and teardown): one hand-off to the hook thread and
-  /// back for all. `done` gets what they came to (the turn, cut to them) before bring_up
-  /// reports its own steps, and says whether bring_up goes on: when one of them ended the
-  /// sequence, bring_up's calls were not made; they then go in a job of their own, or (false)
-  /// bring_up returns that error.
+  /// plugin: quiescing, the old instance's snapshot and teardown): one hand-off to the hook
+  /// thread and back for all. `done` gets what they came to (the turn, cut to them) before
+  /// bring_up reports its own steps, and says what ends bring_up there (nothing: it goes on).
+  /// When one of them ended the sequence, bring_up's calls were not made; if `done` lets it
+  /// go on, they go in a job of their own.
+  /// With `publish_to`, the job's last call publishes the new instance (lease_gate::publish,
+  /// as `how`) the moment the host's acceptance check passed, without a hand-off back to the
+  /// strand first; `*published` is when (left at its default if it was not).
   struct prelude {
     std::vector<hook_call> calls;
-    std::function<bool(const turn&)> done;
+    std::function<error_info(const turn&)> done;
+    entry_ptr publish_to;
+    publication how = publication::reloaded;
+    std::shared_ptr<clock::time_point> published;
   };
+
+  /// Step 2 of a reload in its job: lease_gate::close, waiting (on the job's executor, the
+  /// hook thread free meanwhile) until `until` at most. If plugin_ptrs are still held then,
+  /// `*failure` says so and the job ends there: the gate stays closed for the strand to
+  /// reopen.
+  hook_call quiesce_call(entry_ptr e, clock::time_point until, std::shared_ptr<error_info> failure) const {
+    return hook_call(hook::quiesce, [reg = weak_reg_, e = std::move(e), until, failure]() -> awaitable<bool> {
+      auto start = clock::now();
+      bool closed = false;
+      if (auto r = reg.lock()) closed = co_await lease_gate::close(*r, *e, until); // `r` goes before any wait
+      if (!closed) *failure = lease_gate::still_held(e->name, clock::now() - start);
+      co_return closed;
+    });
+  }
 
   /// teardown_async of `inst`, a `v` instance, within `window`, for a prelude: what it throws
   /// is reported (turn::went_on) and the calls after it are made.
@@ -300,13 +329,22 @@ public:
     if (asks)
       calls.push_back({hook::accept, [check, old_v, v, inst, answer]() -> awaitable<bool> {
                          co_await ask(check, old_v, v, inst->value, answer);
+                         co_return answer->accepted; // refused: not published
+                       }});
+    if (before && before->publish_to)
+      calls.push_back({hook::publish, [reg = weak_reg_, e = before->publish_to, v, inst, how = before->how,
+                                       at = before->published]() -> awaitable<bool> {
+                         if (auto r = reg.lock()) {
+                           lease_gate::publish(*r, *e, v, inst->value, how);
+                           *at = clock::now();
+                         }
                          co_return true;
                        }});
     auto t = co_await in_turn(v, std::move(calls), window);
     auto& ended = t.ended;
     if (before) {
       const bool stopped = t.error && t.at < first;
-      if (!before->done(t)) co_return result<instance>{{}, t.error};
+      if (auto err = before->done(t)) co_return result<instance>{{}, std::move(err)};
       if (stopped) co_return co_await bring_up(v, snapshot, old_v, t0, window);
       ended.erase(ended.begin(), ended.begin() + static_cast<std::ptrdiff_t>(first));
     }

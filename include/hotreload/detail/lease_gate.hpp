@@ -2,7 +2,9 @@
 #define HOTRELOAD_DETAIL_LEASE_GATE_HPP
 
 // The lease gate: the one place that writes what callers are handed (an entry's lease and
-// its quiescing flag) and that answers the callers waiting for a reload to end. Strand only.
+// its quiescing flag) and that answers the callers waiting for a reload to end. Strand only,
+// but for its static members (close and publish), which a reload's job on a hook thread
+// calls too: what callers see changes under the registry's mutex.
 
 #include <hotreload/detail/registry.hpp>
 #include <hotreload/detail/result.hpp>
@@ -31,46 +33,46 @@ public:
 
   /// `v` and `inst` become the entry's serving version; callers get them from now on.
   void install(entry& e, version_ptr v, instance inst, publication how) {
+    publish(reg_, e, v, inst, how);
+    installed(e, std::move(v), std::move(inst));
+  }
+  /// The strand's part of install, once `v` and `inst` were published (by a reload's job):
+  /// they become the entry's, and the callers waiting for the reload get them.
+  void installed(entry& e, version_ptr v, instance inst) {
     e.ver = std::move(v);
     e.inst = std::move(inst);
-    lease_ptr old; // dropped after the lock: it may hold the last reference to an instance
-    {
-      auto l = reg_.lock();
-      auto& g = l[e];
-      old = std::exchange(g.lease, std::make_shared<lease_block>(e.inst, e.ver));
-      g.quiescing = false;
-      l.changed();
-      if (how != publication::resumed) {
-        g.info.version = e.ver->meta.version;
-        g.info.state_version = e.ver->meta.state_version;
-        g.info.serving = true;
-        g.info.loaded_at = std::chrono::system_clock::now();
-      }
-      if (how == publication::reloaded) ++g.info.reloads;
-    }
     release_waiters(e, {});
   }
   /// The serving instance again, after a reload that failed before touching it.
   void resume(entry& e) { install(e, e.ver, e.inst, publication::resumed); }
 
+  /// Any thread: install's part that callers see. try_get hands out `inst` of `v` from now on
+  /// (a reload's job calls it the moment its new instance is ready; callers waiting in
+  /// async_get are answered by installed(), on the strand).
+  static void publish(registry& reg, entry& e, const version_ptr& v, const instance& inst, publication how) {
+    lease_ptr old; // dropped after the lock: it may hold the last reference to an instance
+    auto l = reg.lock();
+    auto& g = l[e];
+    old = std::exchange(g.lease, std::make_shared<lease_block>(inst, v));
+    g.quiescing = false;
+    l.changed();
+    if (how != publication::resumed) {
+      g.info.version = v->meta.version;
+      g.info.state_version = v->meta.state_version;
+      g.info.serving = true;
+      g.info.loaded_at = std::chrono::system_clock::now();
+    }
+    if (how == publication::reloaded) ++g.info.reloads;
+  }
+
   /// No new caller gets the serving version, and every plugin_ptr to it is released. Past
   /// options.quiesce_timeout (or `window`) the step fails; with `restore`, the version then
   /// serves again.
   awaitable<error_info> quiesce(entry& e, bool restore, clock::time_point window) {
-    lease_ptr mine; // dropped after the lock: it may be the last reference
-    {
-      auto l = reg_.lock();
-      l[e].quiescing = true;
-      mine = std::move(l[e].lease);
-      l.changed();
-    }
-    if (!mine) co_return error_info{};
-    auto sig = mine->signal;
-    std::weak_ptr<lease_block> weak = mine;
-    mine.reset();
     auto start = clock::now();
     auto until = std::min(deadline_after(opts_.quiesce_timeout), window);
-    if (co_await released(sig, until)) co_return error_info{};
+    std::weak_ptr<lease_block> weak;
+    if (co_await close(reg_, e, until, &weak)) co_return error_info{};
     if (restore) {
       {
         auto l = reg_.lock();
@@ -80,10 +82,34 @@ public:
       }
       release_waiters(e, {});
     }
-    co_return fail(errc::quiesce_timeout, e.name,
-                   "plugin '" + e.name + "': plugin_ptrs to the old version were still held after " + whole_ms(until - start) +
-                       "; hold plugin_ptrs per request, not for long, or raise options.quiesce_timeout (and "
-                       "options.max_caller_wait)");
+    co_return still_held(e.name, until - start);
+  }
+
+  /// Any executor that runs one handler at a time (the strand, a reload's job): quiesce's
+  /// first part. No new caller gets the serving version; true once every plugin_ptr to it is
+  /// released, false if some are still held at `until` (the withdrawn lease is then `*held`).
+  static awaitable<bool> close(registry& reg, entry& e, clock::time_point until,
+                               std::weak_ptr<lease_block>* held = nullptr) {
+    lease_ptr mine; // dropped after the lock: it may be the last reference
+    {
+      auto l = reg.lock();
+      l[e].quiescing = true;
+      mine = std::move(l[e].lease);
+      l.changed();
+    }
+    if (!mine) co_return true;
+    auto sig = mine->signal;
+    if (held) *held = mine;
+    mine.reset();
+    co_return co_await released(std::move(sig), until);
+  }
+
+  /// Why quiesce failed after `waited`.
+  static error_info still_held(const std::string& name, clock::duration waited) {
+    return fail(errc::quiesce_timeout, name,
+                "plugin '" + name + "': plugin_ptrs to the old version were still held after " + whole_ms(waited) +
+                    "; hold plugin_ptrs per request, not for long, or raise options.quiesce_timeout (and "
+                    "options.max_caller_wait)");
   }
 
   /// Nothing serves any more; waiting callers get `why`. With `failed`, the entry's version
@@ -161,8 +187,10 @@ private:
     });
   }
 
-  // Whether the last plugin_ptr of a withdrawn lease went before `until`.
-  awaitable<bool> released(std::shared_ptr<release_signal> sig, clock::time_point until) {
+  // Whether the last plugin_ptr of a withdrawn lease went before `until`: the lease's last
+  // holder posts the answer to the executor this runs on.
+  static awaitable<bool> released(std::shared_ptr<release_signal> sig, clock::time_point until) {
+    auto ex = co_await asio::this_coro::executor;
     auto done = std::make_shared<async_event>();
     struct clear_wake {
       std::shared_ptr<release_signal> s;
@@ -174,7 +202,7 @@ private:
     {
       std::lock_guard lk(sig->mu);
       if (sig->released) co_return true;
-      sig->wake = [done, s = strand_] { asio::post(s, [done] { done->set(); }); };
+      sig->wake = [done, ex] { asio::post(ex, [done] { done->set(); }); };
     }
     co_await done->wait_until(until);
     std::lock_guard lk(sig->mu);

@@ -10,8 +10,9 @@
 //   once no caller waits); then restart_failed.
 // Per plugin: one whose new version fails rolls back to its old version, and so do the
 // plugins of the batch that depend on it; the others go ahead. A reload of one plugin makes
-// steps 4-7 (and 3, when the State policy accepts every snapshot) one job on the hook thread
-// (one_job()): the steps and their outcomes are the same, with fewer hand-offs between threads.
+// steps 4-8 one job on the hook thread (one_job()), and steps 2 and 3 too when the State
+// policy accepts every snapshot or keeps none (gate_in_job()): the steps and their outcomes
+// are the same, with fewer hand-offs between threads, and none while callers wait.
 
 #include <hotreload/detail/core.hpp>
 #include <hotreload/detail/graph.hpp>
@@ -70,6 +71,8 @@ private:
     snapshot_ptr snapshot;
     bool stored = false; // the State policy took the snapshot: commit() commits it
     bool quiesced = false;
+    bool untouched = false; // the job ended before the teardown: abort()
+    std::shared_ptr<clock::time_point> published; // when the job published the new instance
     bool back = false; // brought up on old_v: its own new version or a dependency failed
     bool down = false; // could not be brought up at all
   };
@@ -210,6 +213,11 @@ private:
     auto start = clock::now();
     window_ = deadline_after(c_.opts.max_caller_wait);
     teardown_window_ = std::min(window_, start + c_.opts.max_caller_wait / 2);
+    quiesce_until_ = std::min(deadline_after(c_.opts.quiesce_timeout), window_);
+    if (gate_in_job()) { // first_calls(): its job closes the gate
+      nodes_[0].quiesced = true;
+      co_return error_info{};
+    }
     for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
       auto& nd = nodes_[*it];
       if (auto err = co_await c_.gate.quiesce(*nd.e, true, window_)) co_return err;
@@ -240,6 +248,8 @@ private:
   bool snapshot_in_job() const {
     return one_job() && c_.policies.preserves_state() && c_.policies.accepts_every_snapshot();
   }
+  // Then the window in which callers wait (quiesce to publish) is all in the job, on one thread.
+  bool gate_in_job() const { return one_job() && (snapshot_in_job() || !c_.policies.preserves_state()); }
 
   // A failure before any old instance was touched: they all serve on.
   void abort(const error_info& err) {
@@ -309,7 +319,7 @@ private:
     auto window = nd.back ? deadline_after(c_.opts.max_caller_wait) : window_; // a rollback starts anew
     auto before = in_one_job ? first_calls(nd) : hook_runner::prelude{};
     auto inst = co_await c_.hooks.bring_up(v, nd.snapshot, nd.old_v, t0_, window, in_one_job ? &before : nullptr);
-    if (!nd.snapshot) co_return abort(inst.error); // the job's snapshot failed: nothing was torn down
+    if (nd.untouched) co_return abort(inst.error); // quiescing or the snapshot failed: nothing was torn down
     if (inst) co_return serve(nd, v, std::move(inst.value));
     if (v != nd.old_v || !nd.requested) failed(e, inst.error, v);
     std::string also;
@@ -322,28 +332,44 @@ private:
                      inst.error.message + also + "; the plugin is unavailable until a working version is loaded"));
   }
 
-  // The calls that go before node `nd`'s new instance's in one job: its snapshot (if
-  // snapshot_in_job()) and its old instance's teardown. If the snapshot fails, nothing else
-  // is made and `nd.snapshot` is left empty.
+  // The calls that go before node `nd`'s new instance's in one job: quiescing (if
+  // gate_in_job()), its snapshot (if snapshot_in_job()) and its old instance's teardown; and
+  // the publication after them. If quiescing or the snapshot fails, nothing else is made and
+  // the node is left `untouched`.
   hook_runner::prelude first_calls(node& nd) {
     hook_runner::prelude p;
-    const std::size_t k = snapshot_in_job() ? 1 : 0; // the teardown's place in the job
-    if (k) {
-      auto snap = c_.hooks.snapshot_frame(*nd.e);
-      p.calls.push_back(c_.hooks.snapshot_call(*nd.e, snap, window_));
-      nd.snapshot = std::move(snap); // filled by the job before the new instance's calls read it
+    auto gate = std::make_shared<error_info>(); // why quiescing failed
+    const bool q = gate_in_job();
+    if (q) p.calls.push_back(c_.hooks.quiesce_call(nd.e, quiesce_until_, gate));
+    const std::size_t s = p.calls.size(); // the snapshot's place in the job
+    const bool snap = snapshot_in_job();
+    if (snap) {
+      auto frame = c_.hooks.snapshot_frame(*nd.e);
+      p.calls.push_back(c_.hooks.snapshot_call(*nd.e, frame, window_));
+      nd.snapshot = std::move(frame); // filled by the job before the new instance's calls read it
     }
+    const std::size_t k = p.calls.size(); // the teardown's
     announce_teardown(nd);
     p.calls.push_back(hook_runner::teardown_call(nd.old_v, nd.old_instance, teardown_window_));
-    p.done = [this, &nd, k](const hook_runner::turn& t) {
-      if (k && t.error && t.at == 0) {
-        nd.snapshot = {};
-        return false;
+    nd.published = std::make_shared<clock::time_point>();
+    p.publish_to = nd.e;
+    p.how = publication_of(nd);
+    p.published = nd.published;
+    p.done = [this, &nd, q, s, snap, k, gate](const hook_runner::turn& t) -> error_info {
+      if (*gate) {
+        nd.untouched = true;
+        return *gate;
       }
-      if (k) saved(nd, t.ended[0]);
+      if (q) step(nd, reload_step::quiesced, nd.new_v, "Quiesced", t.ended[0]);
+      if (snap && t.error && t.at == s) {
+        nd.untouched = true;
+        nd.snapshot = {};
+        return t.error;
+      }
+      if (snap) saved(nd, t.ended[s]);
       if (t.error && t.at == k) torn_down(nd, t.error, clock::now()); // not made: the new instance's calls alone
       else torn_down(nd, t.went_on[k], t.ended[k]);
-      return true;
+      return {};
     };
     return p;
   }
@@ -361,14 +387,24 @@ private:
   void serve(node& nd, const version_ptr& v, instance inst) {
     auto& e = *nd.e;
     bool reloaded = nd.requested && !nd.back;
-    c_.gate.install(e, v, std::move(inst), reloaded ? publication::reloaded : publication::rebuilt);
-    step(nd, reload_step::published, v, "Published new instance");
+    auto at = clock::now();
+    if (nd.published && *nd.published != clock::time_point{}) { // by its job
+      at = *nd.published;
+      c_.gate.installed(e, v, std::move(inst));
+    } else {
+      c_.gate.install(e, v, std::move(inst), publication_of(nd));
+    }
+    step(nd, reload_step::published, v, "Published new instance", at);
     if (reloaded) {
       c_.hub.log(log_level::info, e.name, "Successfully reloaded plugin: " + e.name + " (" + ms(clock::now() - t0_) + ")");
       c_.hub.emit(event_kind::reloaded, e.name, &nd.old_v->meta, &v->meta, clock::now() - t0_);
     } else if (!nd.requested) {
       c_.hub.log(log_level::info, e.name, "Rebuilt plugin: " + e.name + " (a dependency was reloaded)");
     }
+  }
+
+  static publication publication_of(const node& nd) {
+    return nd.requested && !nd.back ? publication::reloaded : publication::rebuilt;
   }
 
   // The old version of node i serves again (with its state), and the batch's plugins that
@@ -439,6 +475,7 @@ private:
   const clock::time_point t0_ = clock::now();
   clock::time_point window_ = no_window;          // when callers have waited long enough (set at quiesce)
   clock::time_point teardown_window_ = no_window; // the teardowns' share of it
+  clock::time_point quiesce_until_ = no_window;   // when quiescing fails
   first_error first_;
   std::map<std::string, member, std::less<>> members_; // by name: the order locks are taken in
   std::vector<node> nodes_;
