@@ -363,7 +363,6 @@ private:
       if (q) step(nd, reload_step::quiesced, nd.new_v, "Quiesced", t.ended[0]);
       if (snap && t.error && t.at == s) {
         nd.untouched = true;
-        nd.snapshot = {};
         return t.error;
       }
       if (snap) saved(nd, t.ended[s]);
@@ -386,7 +385,7 @@ private:
   // Step 8: `inst` of `v` serves.
   void serve(node& nd, const version_ptr& v, instance inst) {
     auto& e = *nd.e;
-    bool reloaded = nd.requested && !nd.back;
+    const bool reloaded = publication_of(nd) == publication::reloaded;
     auto at = clock::now();
     if (nd.published && *nd.published != clock::time_point{}) { // by its job
       at = *nd.published;
