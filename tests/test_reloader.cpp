@@ -222,6 +222,39 @@ TEST_CASE("a plugin_ptr held past quiesce_timeout fails the reload, and the old 
   });
 }
 
+TEST_CASE("a reloader destroyed while a reload waits for a held plugin_ptr keeps nothing: the old instance goes "
+          "with that plugin_ptr") {
+  sandbox box;
+  box.install("counter_v1");
+  auto journal = box.journal;
+  // The program's io_context: its handlers go with the reloader below (as if it were
+  // destroyed too), but the object stays, since the plugin's own timer needs it until the
+  // plugin is gone.
+  struct program_io : asio::io_context {
+    using asio::io_context::shutdown;
+  } io;
+  hr::plugin_ptr<test::counter_iface> held;
+  {
+    auto opts = box.opts();
+    opts.verbosity = hr::log_level::off;
+    reloader r(io.get_executor(), opts);
+    run(io, [&]() -> awaitable<void> {
+      co_await r.async_start(use_awaitable);
+      held = co_await r.async_get("counter", use_awaitable);
+      box.install("counter_v2");
+      asio::co_spawn(io, r.async_reload_plugin("counter", use_awaitable), asio::detached);
+      // The reload's job closed the gate and waits for `held` (up to max_caller_wait).
+      REQUIRE(co_await comes_true([&] { return !r.try_get("counter"); }));
+    });
+  } // the reloader goes while the job waits
+  io.shutdown(); // and what the reload left queued on the program's io_context
+  CHECK(held->increment() == 1); // the old instance serves its holder on
+  CHECK(journal->count("1.0.0:dtor") == 0);
+  held.reset(); // its last reference: nothing else may keep it (the job that waited for it is gone)
+  CHECK(journal->count("1.0.0:dtor") == 1);
+  CHECK(journal->count("2.0.0:ctor") == 0);
+}
+
 TEST_CASE("old libraries are unmapped and their shadow copies deleted; 100 reloads leave one mapped, and never more "
           "than the serving one and those still unmapping") {
   harness h;

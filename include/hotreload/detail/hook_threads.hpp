@@ -32,8 +32,16 @@
 namespace hotreload::detail {
 
 class hook_threads {
+  // An io_context whose queued and pending handlers can be destroyed before it is: a job
+  // suspended in it (waiting for a plugin_ptr, or a hook awaiting a timer) holds its own
+  // completion handler, which holds the job's state, which holds this context: a cycle that
+  // only destroying the job breaks.
+  struct context : asio::io_context {
+    void destroy_pending() { shutdown(); }
+  };
+
   struct shared_state {
-    asio::io_context ctx;
+    context ctx;
     std::atomic<int> busy{0}; // bursts under way
     // Until when the cores count as contended (clock ticks): a poller lost its core for longer
     // than `starved` in one yield (a busy program shares it). Polling would then cost a
@@ -98,8 +106,10 @@ public:
     if (!closed_) add_thread();
   }
 
-  /// The threads stop; those not held by an abandoned call are waited for. What is still
-  /// queued (a hook abandoned while suspended) is destroyed with the last of them.
+  /// The threads stop; those not held by an abandoned call are waited for. Once none runs
+  /// any more, the jobs still suspended (a reload waiting for a plugin_ptr, a hook awaiting a
+  /// timer) are destroyed, here, without running on: what they hold goes (instances,
+  /// snapshots). While a call blocks a thread, they stay: the thread may return into them.
   void close() {
     int spares;
     {
@@ -110,8 +120,13 @@ public:
     }
     s_->work.reset();
     s_->ctx.stop();
-    std::unique_lock lk(s_->mu);
-    s_->exited.wait(lk, [&] { return s_->live <= spares; });
+    bool idle;
+    {
+      std::unique_lock lk(s_->mu);
+      s_->exited.wait(lk, [&] { return s_->live <= spares; });
+      idle = s_->live == 0;
+    }
+    if (idle) s_->ctx.destroy_pending();
   }
 
 private:

@@ -262,15 +262,19 @@ public:
     std::shared_ptr<clock::time_point> published;
   };
 
-  /// Step 2 of a reload in its job: lease_gate::close, waiting (on the job's executor, the
-  /// hook thread free meanwhile) until `until` at most. If plugin_ptrs are still held then,
-  /// `*failure` says so and the job ends there: the gate stays closed for the strand to
-  /// reopen.
+  /// Step 2 of a reload in its job: lease_gate::withdraw, then lease_gate::released, waiting
+  /// (on the job's executor, the hook thread free meanwhile) until `until` at most. If
+  /// plugin_ptrs are still held then, `*failure` says so and the job ends there: the gate
+  /// stays closed for the strand to reopen.
   hook_call quiesce_call(entry_ptr e, clock::time_point until, std::shared_ptr<error_info> failure) const {
     return hook_call(hook::quiesce, [reg = weak_reg_, e = std::move(e), until, failure]() -> awaitable<bool> {
       auto start = clock::now();
       bool closed = false;
-      if (auto r = reg.lock()) closed = co_await lease_gate::close(*r, *e, until); // `r` goes before any wait
+      if (auto r = reg.lock()) {
+        auto sig = lease_gate::withdraw(*r, *e);
+        r.reset(); // nothing of the reloader's is held across the wait
+        closed = co_await lease_gate::released(std::move(sig), until);
+      }
       if (!closed) *failure = lease_gate::still_held(e->name, clock::now() - start);
       co_return closed;
     });

@@ -3,8 +3,8 @@
 
 // The lease gate: the one place that writes what callers are handed (an entry's lease and
 // its quiescing flag) and that answers the callers waiting for a reload to end. Strand only,
-// but for its static members (close and publish), which a reload's job on a hook thread
-// calls too: what callers see changes under the registry's mutex.
+// but for its static members (withdraw, released, publish), which a reload's job on a hook
+// thread calls too: what callers see changes under the registry's mutex.
 
 #include <hotreload/detail/registry.hpp>
 #include <hotreload/detail/result.hpp>
@@ -71,12 +71,12 @@ public:
   awaitable<error_info> quiesce(entry& e, bool restore, clock::time_point window) {
     auto start = clock::now();
     auto until = std::min(deadline_after(opts_.quiesce_timeout), window);
-    std::weak_ptr<lease_block> weak;
-    if (co_await close(reg_, e, until, &weak)) co_return error_info{};
+    std::weak_ptr<lease_block> held;
+    if (co_await released(withdraw(reg_, e, &held), until)) co_return error_info{};
     if (restore) {
       {
         auto l = reg_.lock();
-        l[e].lease = weak.lock();
+        l[e].lease = held.lock();
         l[e].quiescing = false;
         l.changed();
       }
@@ -85,11 +85,10 @@ public:
     co_return still_held(e.name, until - start);
   }
 
-  /// Any executor that runs one handler at a time (the strand, a reload's job): quiesce's
-  /// first part. No new caller gets the serving version; true once every plugin_ptr to it is
-  /// released, false if some are still held at `until` (the withdrawn lease is then `*held`).
-  static awaitable<bool> close(registry& reg, entry& e, clock::time_point until,
-                               std::weak_ptr<lease_block>* held = nullptr) {
+  /// Any thread: quiesce's first part. No new caller gets the serving version; what tells
+  /// when every plugin_ptr to it is released (null: none was handed out), for released().
+  /// The withdrawn lease is `*held`, to restore it if they are not released in time.
+  static std::shared_ptr<release_signal> withdraw(registry& reg, entry& e, std::weak_ptr<lease_block>* held = nullptr) {
     lease_ptr mine; // dropped after the lock: it may be the last reference
     {
       auto l = reg.lock();
@@ -97,11 +96,34 @@ public:
       mine = std::move(l[e].lease);
       l.changed();
     }
-    if (!mine) co_return true;
-    auto sig = mine->signal;
+    if (!mine) return nullptr;
     if (held) *held = mine;
-    mine.reset();
-    co_return co_await released(std::move(sig), until);
+    return mine->signal;
+  }
+
+  /// Any executor that runs one handler at a time (the strand, a reload's job): whether the
+  /// last plugin_ptr of a withdrawn lease (`sig`, from withdraw) went before `until`. The
+  /// lease's last holder posts the answer to the executor this runs on, which is free
+  /// meanwhile. Holds nothing of the reloader's while it waits.
+  static awaitable<bool> released(std::shared_ptr<release_signal> sig, clock::time_point until) {
+    if (!sig) co_return true;
+    auto ex = co_await asio::this_coro::executor;
+    auto done = std::make_shared<async_event>();
+    struct clear_wake {
+      std::shared_ptr<release_signal> s;
+      ~clear_wake() {
+        std::lock_guard lk(s->mu);
+        s->wake = nullptr;
+      }
+    } guard{sig};
+    {
+      std::lock_guard lk(sig->mu);
+      if (sig->released) co_return true;
+      sig->wake = [done, ex] { asio::post(ex, [done] { done->set(); }); };
+    }
+    co_await done->wait_until(until);
+    std::lock_guard lk(sig->mu);
+    co_return sig->released;
   }
 
   /// Why quiesce failed after `waited`.
@@ -185,28 +207,6 @@ private:
       timer->cancel();
       if (*once) std::exchange(*once, nullptr)(std::move(err), std::move(lease));
     });
-  }
-
-  // Whether the last plugin_ptr of a withdrawn lease went before `until`: the lease's last
-  // holder posts the answer to the executor this runs on.
-  static awaitable<bool> released(std::shared_ptr<release_signal> sig, clock::time_point until) {
-    auto ex = co_await asio::this_coro::executor;
-    auto done = std::make_shared<async_event>();
-    struct clear_wake {
-      std::shared_ptr<release_signal> s;
-      ~clear_wake() {
-        std::lock_guard lk(s->mu);
-        s->wake = nullptr;
-      }
-    } guard{sig};
-    {
-      std::lock_guard lk(sig->mu);
-      if (sig->released) co_return true;
-      sig->wake = [done, ex] { asio::post(ex, [done] { done->set(); }); };
-    }
-    co_await done->wait_until(until);
-    std::lock_guard lk(sig->mu);
-    co_return sig->released;
   }
 
   void release_waiters(entry& e, const error_info& err) {
