@@ -246,3 +246,59 @@ TEST_CASE("a probe server forked while a thread of the program holds a lock its 
   walker.join();
   CHECK(loaded == 20);
 }
+
+TEST_CASE("probe workers keep the libraries a plugin brought in, and load one again once it is rebuilt") {
+  using hr::detail::probe_result;
+  using hr::detail::probe_server;
+  sandbox box;
+  // A library the test program lacks, whose static initialiser notes each load (by which
+  // process) in a file, and a library that needs it (named by its path: it has no soname).
+  const auto notes = box.root / "dep.notes", dep = box.root / "libdep.so", user = box.root / "user.so";
+  std::ofstream(box.root / "dep.cpp") << "#include <fcntl.h>\n#include <stdio.h>\n#include <unistd.h>\n"
+                                         "__attribute__((constructor)) static void loaded() {\n"
+                                         "  int fd = open(\"" << notes.string() << "\", O_WRONLY | O_APPEND | O_CREAT, 0600);\n"
+                                         "  char line[32];\n  int n = snprintf(line, sizeof line, \"%d\\n\", (int)getpid());\n"
+                                         "  if (write(fd, line, n) != n) {}\n  close(fd);\n}\n"
+                                         "extern \"C\" int dep_value() { return 7; }\n";
+  std::ofstream(box.root / "user.cpp") << "extern \"C\" int dep_value();\nextern \"C\" int user_value() { return dep_value(); }\n";
+  const std::string cxx = std::string(TEST_CXX) + " -fPIC -shared -o ";
+  REQUIRE(std::system((cxx + dep.string() + " " + (box.root / "dep.cpp").string()).c_str()) == 0);
+  REQUIRE(std::system((cxx + user.string() + " " + (box.root / "user.cpp").string() + " " + dep.string()).c_str()) == 0);
+  auto loads = [&] { // the processes that ran the dependency's static initialiser, in order
+    std::vector<int> pids;
+    std::ifstream in(notes);
+    for (int pid; in >> pid;) pids.push_back(pid);
+    return pids;
+  };
+  auto probe = [](probe_server& s, const fs::path& library) {
+    return probe_server::read_result(s.request(library, 10s), hr::detail::answer_limit(10s));
+  };
+
+  auto server = probe_server::start(64);
+  REQUIRE(server);
+  std::vector<int> workers;
+  for (int i = 0; i < 3; ++i) {
+    auto r = probe(*server, user);
+    CHECK(r.kind == probe_result::loaded);
+    CHECK(r.value == 0);
+    workers.push_back(r.worker);
+  }
+  CHECK(workers[1] == workers[0]);
+  CHECK(workers[2] == workers[0]);
+  // Loaded with the first probe, then once more by itself (so that it cannot hold the probed
+  // library), and kept: without that, once per probe.
+  CHECK(loads() == std::vector<int>{workers[0], workers[0]});
+
+  // A new build of the dependency: the worker that kept the old one takes no more probes; a
+  // fresh one runs the new build's initialiser.
+  fs::copy_file(dep, box.root / "libdep.so.new");
+  fs::rename(box.root / "libdep.so.new", dep);
+  auto after = probe(*server, user);
+  CHECK(after.kind == probe_result::loaded);
+  CHECK(after.value == 0);
+  CHECK(after.worker != workers[0]);
+  auto next = probe(*server, user);
+  CHECK(next.worker == after.worker);
+  CHECK(loads() == std::vector<int>{workers[0], workers[0], after.worker, after.worker});
+  CHECK(::kill(workers[0], 0) != 0); // ended
+}
