@@ -5,7 +5,30 @@
 
 #include <link.h>
 
+#include <sstream>
+
 using namespace test;
+
+namespace {
+// The probe server and its workers (the processes whose parent it is).
+std::vector<pid_t> probe_processes(pid_t server) {
+  std::vector<pid_t> all{server};
+  for (auto& e : fs::directory_iterator("/proc")) {
+    const auto name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    auto close = line.rfind(')'); // "pid (name) state ppid ..."
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 1));
+    char state = 0;
+    pid_t parent = 0;
+    if (rest >> state >> parent && parent == server) all.push_back(std::stoi(name));
+  }
+  return all;
+}
+} // namespace
 
 TEST_CASE("the probe runs beside the program: one small process, the reloader's thread serves meanwhile") {
   sandbox box;
@@ -65,11 +88,13 @@ TEST_CASE("the probe runs beside the program: one small process, the reloader's 
     CHECK(r.loader().probe_pid() > 0);
     CHECK(r.loader().probe_pid() != server);
 
-    // The probe process stopped from outside (a debugger, SIGSTOP): it answers nothing, so the
-    // load fails once the answer is overdue, that server is ended, and the next load starts
-    // a new one.
+    // The probe processes stopped from outside (a debugger, SIGSTOP): they answer nothing, so
+    // the load fails once the answer is overdue, that server is ended, and the next load
+    // starts a new one. (Its workers, which an idle one would otherwise answer, go on once
+    // the test lets them: they see that the program has left them, and exit.)
     const pid_t stopped = r.loader().probe_pid();
-    ::kill(stopped, SIGSTOP);
+    const auto stopped_all = probe_processes(stopped);
+    for (pid_t p : stopped_all) ::kill(p, SIGSTOP);
     // Should the library wait for it regardless, it is let go after 20 s: the test fails
     // (the load succeeds late) instead of hanging.
     std::mutex mu;
@@ -77,7 +102,8 @@ TEST_CASE("the probe runs beside the program: one small process, the reloader's 
     bool answered = false;
     std::thread valve([&] {
       std::unique_lock lk(mu);
-      if (!cv.wait_for(lk, 20s, [&] { return answered; })) ::kill(stopped, SIGCONT);
+      if (!cv.wait_for(lk, 20s, [&] { return answered; }))
+        for (pid_t p : stopped_all) ::kill(p, SIGCONT);
     });
     box.install("counter_v1");
     auto t0 = std::chrono::steady_clock::now();
@@ -95,6 +121,7 @@ TEST_CASE("the probe runs beside the program: one small process, the reloader's 
     REQUIRE(info->last_error);
     CHECK_MESSAGE(info->last_error->message.find("did not answer") != std::string::npos, info->last_error->message);
     CHECK(::kill(stopped, 0) != 0); // ended and reaped
+    for (pid_t p : stopped_all) ::kill(p, SIGCONT);
     co_await r.async_reload_plugin("counter", use_awaitable);
     CHECK(r.info("counter")->version == "1.0.0");
     CHECK(r.loader().probe_pid() != stopped);
