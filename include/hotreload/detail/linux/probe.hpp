@@ -666,14 +666,14 @@ private:
           ::dlclose(pin);
           continue;
         }
-        at_[n_++] = {l, pin, 0, 0, false};
+        at_[n_++] = {l, 0, 0, false}; // its reference is the worker's for good
       }
       n_noted_ = 0;
       bool fresh = false;
       for (link_map* l = start_ ? start_->l_next : nullptr; l; l = l->l_next) {
         if (find(l)) continue;
         if (n_ == max || !l->l_name || l->l_name[0] != '/') return false;
-        at_[n_++] = {l, nullptr, 0, 0, false}; // it would not unload
+        at_[n_++] = {l, 0, 0, false}; // it would not unload
       }
       for (int i = 0; i < n_; ++i) fresh |= !at_[i].known;
       return !fresh || identify();
@@ -691,7 +691,6 @@ private:
   private:
     struct one {
       link_map* map;
-      void* pin; // null: it stayed loaded by itself
       dev_t dev;
       ino_t ino;
       bool known; // dev and ino found
