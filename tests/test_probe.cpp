@@ -329,3 +329,38 @@ TEST_CASE("probe workers keep the libraries a plugin brought in, and load one ag
   CHECK(loads() == std::vector<int>{workers[0], workers[0], after.worker, after.worker});
   CHECK(::kill(workers[0], 0) != 0); // ended
 }
+
+TEST_CASE("a probe loads a library's dependencies by themselves first: those found through $ORIGIN, and C++ ones") {
+  using hr::detail::probe_result;
+  using hr::detail::probe_server;
+  // counter_linked finds libcounter_dep.so through $ORIGIN/../lib; a worker loads it through
+  // /proc/self/fd/N, whose $ORIGIN is /proc/self/fd. Built by g++, the dependency has
+  // STB_GNU_UNIQUE symbols: loaded with the plugin, it binds one to the plugin's copy, and the
+  // plugin cannot unload (the worker would be replaced after every probe).
+  sandbox box;
+  fs::create_directories(box.root / "lib");
+  fs::copy_file(fs::path(TEST_PLUGIN_DIR) / "linked" / "libcounter_dep.so", box.root / "lib" / "libcounter_dep.so");
+  box.install("linked/counter_linked");
+  int fd = ::open((box.plugins / "counter.so").c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  auto first = hr::detail::dependencies_first(fd, box.plugins);
+  REQUIRE(!first.empty());
+  CHECK(first.front() == box.plugins.string() + "/../lib/libcounter_dep.so"); // the second run path entry
+  CHECK(std::find(first.begin(), first.end(), "libstdc++.so.6") != first.end()); // by name: the usual search
+  auto server = probe_server::start(64);
+  REQUIRE(server);
+  auto probe = [&](const std::vector<std::string>& libs) {
+    return probe_server::read_result(server->request(fd, 10s, libs), hr::detail::answer_limit(10s));
+  };
+  void* earlier = ::dlopen("libcounter_dep.so", RTLD_LAZY | RTLD_NOLOAD); // loaded for good by a test before
+  if (earlier) ::dlclose(earlier);
+  auto alone = probe({});
+  CHECK(alone.kind == probe_result::loaded);
+  CHECK(alone.value == (earlier ? 0 : 1)); // else dlopen failed: not found from /proc/self/fd
+  auto one = probe(first), two = probe(first);
+  CHECK(one.kind == probe_result::loaded);
+  CHECK(one.value == 0);
+  CHECK(two.value == 0);
+  CHECK(two.worker == one.worker); // the plugin unloaded: the worker goes on
+  ::close(fd);
+}

@@ -106,6 +106,12 @@ struct fd_at_load {
 } fd_at_load_instance;
 } // namespace
 #endif
+#ifdef LINKS_COUNTER_DEP
+#include "counter_dep.hpp"
+namespace {
+const int counter_dep_at_load = counter_dep_bump() + ++shared_count();
+} // namespace
+#endif
 #if defined(CALLS_UNDEFINED_AT_INIT) || defined(CALLS_UNDEFINED_LATER)
 extern "C" int hotreload_test_undefined_function();
 #endif

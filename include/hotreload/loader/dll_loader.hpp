@@ -2,6 +2,7 @@
 #define HOTRELOAD_LOADER_DLL_LOADER_HPP
 
 #include <hotreload/config.hpp>
+#include <hotreload/detail/linux/elf.hpp>
 #include <hotreload/detail/linux/probe.hpp>
 #include <hotreload/detail/linux/shadow_copy.hpp>
 #include <hotreload/detail/result.hpp>
@@ -18,6 +19,7 @@
 #include <string>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include <dlfcn.h>
 
@@ -43,7 +45,7 @@ public:
       auto within = detail::answer_limit(probe_timeout_);
       auto answer = detail::probe_server::read_result(std::exchange(m.value.answer, -1), within);
       if (answer.kind != detail::probe_result::unanswered && m.value.written()) { // written in place while probed: the probe may have read other bytes
-        auto fd = ask_probe(m.value.copy->image, source);
+        auto fd = ask_probe(m.value.copy->image, source, m.value.copy->first);
         answer = fd ? detail::probe_server::read_result(fd.value, within) : detail::probe_result{};
       }
       m.error = verdict(answer, source);
@@ -61,7 +63,7 @@ public:
       auto answer = co_await detail::probe_server::async_read_result(std::exchange(m.value.answer, -1), within);
       if (answer.kind != detail::probe_result::unanswered && m.value.written()) { // written in place while probed: the probe may have read other bytes
         answer = {};
-        if (auto fd = ask_probe(m.value.copy->image, source))
+        if (auto fd = ask_probe(m.value.copy->image, source, m.value.copy->first))
           answer = co_await detail::probe_server::async_read_result(fd.value, within);
       }
       m.error = verdict(answer, source);
@@ -78,6 +80,7 @@ private:
   // library file it was copied from (see detail::hold_link).
   struct mapping {
     std::filesystem::path source, image, held;
+    std::vector<std::string> first; // its dependencies, each loaded by itself before it (see dependencies_first)
     boost::dll::shared_library library;
     std::shared_ptr<detail::shadow_directory> dir;
     ~mapping() {
@@ -126,14 +129,16 @@ private:
     auto in = detail::open_library(source, trust_, s.st);
     if (!in) return cannot(std::move(in.error));
     s.source = in.value;
+    auto first = detail::dependencies_first(s.source, std::filesystem::absolute(source, ec).parent_path());
     if (probe_) {
-      auto fd = ask_probe(s.source, source);
+      auto fd = ask_probe(s.source, source, first);
       if (!fd) return {{}, fd.error};
       s.answer = fd.value;
     }
     auto image = dir_->next_name(source);
     if (auto err = detail::copy_open_library(s.source, s.st, image)) return cannot(std::move(err));
     s.copy = std::make_shared<mapping>();
+    s.copy->first = std::move(first);
     s.copy->source = source;
     s.copy->image = std::move(image);
     s.copy->dir = dir_;
@@ -144,11 +149,18 @@ private:
   // Sends `library` (a path or an open descriptor) to the probe server (started afresh if the
   // last one is gone); the descriptor its answer will arrive on.
   template <class Library>
-  detail::result<int> ask_probe(const Library& library, const std::filesystem::path& source) {
+  detail::result<int> ask_probe(const Library& library, const std::filesystem::path& source,
+                                const std::vector<std::string>& first) {
     for (int attempt = 0; attempt < 2; ++attempt) {
       if (!server_) server_ = detail::probe_server::start(probe_reuse_);
       if (!server_) break;
-      if (int fd = server_->request(library, probe_timeout_); fd >= 0) return {fd};
+      if (int fd = server_->request(library, probe_timeout_, first); fd >= 0) return {fd};
+      if (errno == ENAMETOOLONG)
+        return {-1, refuse(errc::load_failed, source.string() + " was not loaded: its path and the names and paths of the "
+                                                  "libraries it needs take more than " +
+                                                  std::to_string(detail::probe_server::request_paths_max) +
+                                                  " bytes, too many for a probe request; shorten them, or set "
+                                                  "options.probe_in_child = false")};
       server_.reset();
     }
     return {-1, refuse(errc::load_failed, source.string() + " was not loaded: no probe process could be started (" +
@@ -169,11 +181,28 @@ private:
   // Maps the copy here and resolves the three exports.
   detail::result<loaded_library> map(mapping_ptr m) {
     const auto& source = m->source;
+    // Its dependencies, each by itself first (see dependencies_first); once it is loaded, its
+    // own references hold them. One that cannot load by itself (it needs the plugin's symbols)
+    // is left to the plugin's load; if that fails too, why one found by path failed is said
+    // (the plugin's own load would not find it: a shadow copy's $ORIGIN is elsewhere).
+    struct handles {
+      std::vector<void*> at;
+      ~handles() {
+        for (void* h : at) ::dlclose(h);
+      }
+    } first;
+    std::string failed_first;
+    for (auto& lib : m->first) {
+      ::dlerror();
+      if (void* h = ::dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL)) first.at.push_back(h);
+      else if (const char* e = ::dlerror(); e && lib.find('/') != std::string::npos)
+        failed_first += std::string(" (") + lib + ", which it needs, failed to load: " + e + ")";
+    }
     std::error_code ec;
     m->library.load(m->image, ec, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
     if (ec)
       return {{}, refuse(errc::load_failed, source.string() + " is not a loadable library: " + dlopen_error(m->image) +
-                                                "; rebuild it (a missing symbol means it needs a library or host "
+                                                failed_first + "; rebuild it (a missing symbol means it needs a library or host "
                                                 "symbol that is not there)")};
     std::string missing;
     for (const char* symbol : {"hotreload_abi_tag", "hotreload_metadata", "hotreload_create"})

@@ -7,15 +7,21 @@
 #include <hotreload/detail/result.hpp>
 
 #include <algorithm>
+#include <cerrno>
+#include <climits>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <dlfcn.h>
 #include <elf.h>
+#include <link.h>
 #include <fcntl.h>
+#include <sys/auxv.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,6 +54,132 @@ inline error_info elf_truncation(int fd) {
   return fail(errc::load_failed, {},
               "it is truncated (" + std::to_string(size) + " of at least " + std::to_string(need) +
                   " bytes; still being written?)");
+}
+
+/// LD_LIBRARY_PATH as the dynamic linker read it, at the process's start (a later setenv does
+/// not change its search), and not at all in a secure (setuid) process; empty if unset.
+inline const std::string& startup_library_path() {
+  static const std::string value = [] {
+    std::string env, out;
+    if (::getauxval(AT_SECURE)) return out;
+    int fd = ::open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return out;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR);)
+      if (n > 0) env.append(buf, static_cast<std::size_t>(n));
+    ::close(fd);
+    for (std::size_t at = 0; at < env.size();) {
+      auto end = std::min(env.find('\0', at), env.size());
+      if (env.compare(at, 16, "LD_LIBRARY_PATH=") == 0) out = env.substr(at + 16, end - at - 16);
+      at = end + 1;
+    }
+    return out;
+  }();
+  return value;
+}
+
+/// What to load, each by itself, before the library open as `fd`: its direct dependencies
+/// (DT_NEEDED), each by the path its run path (DT_RUNPATH, else DT_RPATH) finds it at, with
+/// `$ORIGIN` the directory `origin` (that of the path the library is known by), else by name.
+///
+/// Loaded in one group with the library, a C++ dependency built by g++ (its inline statics,
+/// Boost's among them, are STB_GNU_UNIQUE symbols, which keep it loaded for good) binds the
+/// statics it shares with the library to the library's copies, and so holds the library
+/// mapped for good too (a plugin linking libboost_json in a program without it: pinned at
+/// every release). Loaded by itself first, it binds them to its own. And the program maps a
+/// shadow copy, a probe worker /proc/self/fd/N, so the dynamic linker would take `$ORIGIN`
+/// for the copy's directory and not find what lies beside the library.
+/// A name the run path does not find (or LD_LIBRARY_PATH finds first, before a DT_RUNPATH)
+/// is loaded by name: the same search, but for the library's run path. A path whose name is
+/// already loaded from another file is given by name: the dynamic linker would use that one.
+inline std::vector<std::string> dependencies_first(int fd, const std::filesystem::path& origin) {
+  // Three reads: the headers, the dynamic section, the strings it names (close together).
+  auto read_at = [fd](void* to, std::size_t n, std::uint64_t at) {
+    return ::pread(fd, to, n, static_cast<off_t>(at)) == static_cast<ssize_t>(n);
+  };
+  char head[4096];
+  const ssize_t got = ::pread(fd, head, sizeof head, 0);
+  Elf64_Ehdr h{};
+  if (got < static_cast<ssize_t>(sizeof h)) return {};
+  std::memcpy(&h, head, sizeof h);
+  if (std::memcmp(h.e_ident, ELFMAG, SELFMAG) != 0 || h.e_ident[EI_CLASS] != ELFCLASS64 ||
+      h.e_phentsize != sizeof(Elf64_Phdr) || h.e_phoff + std::uint64_t(h.e_phnum) * sizeof(Elf64_Phdr) > std::uint64_t(got))
+    return {};
+  std::vector<Elf64_Phdr> segments(h.e_phnum);
+  std::memcpy(segments.data(), head + h.e_phoff, segments.size() * sizeof(Elf64_Phdr));
+  auto dyn = std::find_if(segments.begin(), segments.end(), [](auto& p) { return p.p_type == PT_DYNAMIC; });
+  if (dyn == segments.end() || dyn->p_filesz > (1u << 20)) return {};
+  std::vector<Elf64_Dyn> entries(dyn->p_filesz / sizeof(Elf64_Dyn));
+  if (!read_at(entries.data(), entries.size() * sizeof(Elf64_Dyn), dyn->p_offset)) return {};
+  std::uint64_t strtab = 0, strsz = 0, lo = UINT64_MAX, hi = 0;
+  for (auto& e : entries) {
+    if (e.d_tag == DT_NULL) break;
+    if (e.d_tag == DT_STRTAB) strtab = e.d_un.d_ptr;
+    if (e.d_tag == DT_STRSZ) strsz = e.d_un.d_val;
+    if (e.d_tag == DT_NEEDED || e.d_tag == DT_RUNPATH || e.d_tag == DT_RPATH) {
+      lo = std::min<std::uint64_t>(lo, e.d_un.d_val);
+      hi = std::max<std::uint64_t>(hi, e.d_un.d_val);
+    }
+  }
+  // The string table's file offset: the loadable segment that holds its address.
+  auto load = std::find_if(segments.begin(), segments.end(), [&](auto& p) {
+    return p.p_type == PT_LOAD && p.p_vaddr <= strtab && strtab - p.p_vaddr < p.p_filesz;
+  });
+  if (load == segments.end() || lo > hi || hi >= strsz) return {};
+  std::string strings(std::min<std::uint64_t>(hi + PATH_MAX, strsz) - lo, '\0');
+  if (strings.size() > (1u << 20) || !read_at(strings.data(), strings.size(), strtab - load->p_vaddr + load->p_offset + lo))
+    return {};
+  auto string_at = [&](std::uint64_t off) {
+    auto s = std::string_view(strings).substr(off - lo);
+    return std::string(s.substr(0, s.find('\0')));
+  };
+  std::vector<std::string> needed;
+  std::string runpath, rpath;
+  for (auto& e : entries) {
+    if (e.d_tag == DT_NULL) break;
+    if (e.d_tag == DT_NEEDED) needed.push_back(string_at(e.d_un.d_val));
+    if (e.d_tag == DT_RUNPATH) runpath = string_at(e.d_un.d_val);
+    if (e.d_tag == DT_RPATH) rpath = string_at(e.d_un.d_val);
+  }
+  // The directories in the dynamic linker's order, and whether each is the library's own.
+  std::vector<std::pair<std::string, bool>> dirs;
+  auto add = [&](const std::string& paths, bool own) {
+    for (std::size_t at = 0; at <= paths.size();) {
+      auto end = std::min(paths.find(':', at), paths.size());
+      std::string dir = paths.substr(at, end - at);
+      at = end + 1;
+      for (const char* token : {"${ORIGIN}", "$ORIGIN"})
+        for (std::size_t pos; own && (pos = dir.find(token)) != std::string::npos;)
+          dir.replace(pos, std::strlen(token), origin.string());
+      if (dir.empty()) dir = "."; // as the dynamic linker reads it
+      if (dir.find('$') == std::string::npos) dirs.emplace_back(std::move(dir), own);
+    }
+  };
+  if (!runpath.empty()) {
+    if (auto& env = startup_library_path(); !env.empty()) add(env, false);
+    add(runpath, true);
+  } else if (!rpath.empty()) {
+    add(rpath, true);
+  }
+  std::vector<std::string> out;
+  for (auto& name : needed) {
+    if (name.empty()) continue;
+    std::string path = name;
+    for (auto& [dir, own] : dirs) {
+      if (name.find('/') != std::string::npos) break; // a path: the dynamic linker takes it as it is
+      if (::access((dir + "/" + name).c_str(), F_OK) != 0) continue;
+      if (own) path = dir + "/" + name;
+      break;
+    }
+    if (path != name)
+      if (void* there = ::dlopen(name.c_str(), RTLD_LAZY | RTLD_NOLOAD)) {
+        link_map* l = nullptr;
+        if (::dlinfo(there, RTLD_DI_LINKMAP, &l) == 0 && l && l->l_name && path != l->l_name) path = name;
+        ::dlclose(there);
+      }
+    out.push_back(std::move(path));
+  }
+  return out;
 }
 
 /// What a library's dynamic symbols say about its unloading.
@@ -115,7 +247,8 @@ inline std::string pin_causes(const elf_findings& f) {
   if (f.thread_local_destructors)
     why += "thread_local objects with destructors touched on threads that still run (they pin it until those "
            "threads end; keep such state in the plugin object instead); ";
-  return why + "a thread still running its code; or a dlopen of itself";
+  return why + "a thread still running its code; a C++ library it links that could not be loaded by itself first (it "
+               "needs the plugin's symbols: link it against what it needs); or a dlopen of itself";
 }
 
 } // namespace hotreload::detail

@@ -1,0 +1,3 @@
+#include "counter_dep.hpp"
+
+int counter_dep_bump() { return ++shared_count() + ++dep_count(); }
