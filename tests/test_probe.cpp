@@ -344,9 +344,9 @@ TEST_CASE("a probe loads a library's dependencies by themselves first: those fou
   int fd = ::open((box.plugins / "counter.so").c_str(), O_RDONLY | O_CLOEXEC);
   REQUIRE(fd >= 0);
   auto first = hr::detail::dependencies_first(fd, box.plugins);
-  REQUIRE(!first.empty());
-  CHECK(first.front() == box.plugins.string() + "/../lib/libcounter_dep.so"); // the second run path entry
-  CHECK(std::find(first.begin(), first.end(), "libstdc++.so.6") != first.end()); // by name: the usual search
+  auto has = [&](const std::string& lib) { return std::find(first.begin(), first.end(), lib) != first.end(); };
+  CHECK(has(box.plugins.string() + "/../lib/libcounter_dep.so")); // by path: the second run path entry
+  CHECK(has("libstdc++.so.6"));                                   // by name: the usual search
   auto server = probe_server::start(64);
   REQUIRE(server);
   auto probe = [&](const std::vector<std::string>& libs) {
