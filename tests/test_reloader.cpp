@@ -625,10 +625,12 @@ TEST_CASE("start: failures are reported, the other plugins serve; duplicates are
   run(io, [&]() -> awaitable<void> {
     auto [ec] = co_await r.async_start(asio::as_tuple(use_awaitable));
     CHECK(ec == hr::errc::load_failed); // broken.so sorts first
-    std::set<hr::errc> codes;
+    // Each failure once: the rescan that follows the first load (for what changed before the
+    // watch began) leaves the refused files alone, unchanged since.
+    std::multiset<hr::errc> codes;
     for (auto& e : rec.events)
       if (e.kind == hr::event_kind::load_failed) codes.insert(static_cast<hr::errc>(e.error.code.value()));
-    CHECK(codes == std::set<hr::errc>{hr::errc::load_failed, hr::errc::duplicate_plugin});
+    CHECK(codes == std::multiset<hr::errc>{hr::errc::load_failed, hr::errc::duplicate_plugin});
     CHECK(r.plugins().size() == 2);
     CHECK((co_await r.async_get("counter", use_awaitable))->version() == "1.0.0");
     CHECK((co_await r.async_get("other", use_awaitable))->version() == "1.0.0");

@@ -63,13 +63,18 @@ public:
     auto files = c_.feed.scan();
     if (files.error) co_return files.error;
     c_.state = lifecycle::running;
+    // The rescan below leaves alone what this first load already tried and that has not
+    // changed since, a file refused too (it has no entry that would say so): once is enough to
+    // report a failure.
+    std::map<std::filesystem::path, std::optional<file_stamp>> tried;
+    for (auto& f : files.value) tried.emplace(f, stamp_of(f));
     auto loaded = co_await load_files(std::move(files.value));
     // Missing directories too (with allow_missing_dirs): watchers pick them up once they exist.
     if (auto err = c_.policies.watch(c_.feed.dirs(), deliver(), reporter())) {
       c_.hub.log(log_level::error, {}, "The watcher did not start: " + err.message);
       co_return err;
     }
-    co_await rescan(); // what changed between the first scan and the watch
+    co_await rescan(std::move(tried)); // what changed between the first scan and the watch
     co_return loaded.error;
   }
 
@@ -210,10 +215,15 @@ private:
   }
 
   // Every plugin directory again: new libraries load, changed ones reload, vanished ones are
-  // handled as removed. For lost events and for the start-up window.
-  awaitable<void> rescan() {
+  // handled as removed. For lost events and for the start-up window (`tried`: files the start
+  // loaded or tried, with their stamps then; left alone if unchanged).
+  awaitable<void> rescan(std::map<std::filesystem::path, std::optional<file_stamp>> tried = {}) {
     auto files = c_.feed.scan();
     if (files.error) c_.hub.log(log_level::warning, {}, files.error.message);
+    std::erase_if(files.value, [&](const std::filesystem::path& f) {
+      auto it = tried.find(f);
+      return it != tried.end() && it->second && stamp_of(f) == it->second;
+    });
     co_await load_changed(std::move(files.value));
     std::vector<std::filesystem::path> gone;
     for (auto& e : c_.reg.all())
