@@ -27,6 +27,11 @@
 
 namespace hotreload::detail {
 
+/// Whether `n` bytes at `at` of the file `fd` were read into `to`.
+inline bool read_exactly(int fd, void* to, std::size_t n, std::uint64_t at) noexcept {
+  return ::pread(fd, to, n, static_cast<off_t>(at)) == static_cast<ssize_t>(n);
+}
+
 /// Whether the ELF file `fd` is incomplete (a write in progress, a truncated copy): an
 /// errc::load_failed error, or empty when it is whole or not ELF at all (dlopen then says
 /// what it is). The section header table and every segment must lie inside the file; a
@@ -34,15 +39,14 @@ namespace hotreload::detail {
 inline error_info elf_truncation(int fd) {
   Elf64_Ehdr h{};
   struct ::stat st{};
-  if (::fstat(fd, &st) != 0 || ::pread(fd, &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h)) return {};
+  if (::fstat(fd, &st) != 0 || !read_exactly(fd, &h, sizeof h, 0)) return {};
   if (std::memcmp(h.e_ident, ELFMAG, SELFMAG) != 0 || h.e_ident[EI_CLASS] != ELFCLASS64) return {};
   auto size = static_cast<std::uint64_t>(st.st_size);
   auto need = h.e_shoff + std::uint64_t(h.e_shnum) * h.e_shentsize;
   if (h.e_phnum > 0 && need <= size) { // the program headers, in one read
     auto span = std::uint64_t(h.e_phnum - 1) * h.e_phentsize + sizeof(Elf64_Phdr);
     std::vector<char> table(h.e_phoff <= size && span <= size - h.e_phoff ? span : 0);
-    if (table.empty() ||
-        ::pread(fd, table.data(), table.size(), static_cast<off_t>(h.e_phoff)) != static_cast<ssize_t>(table.size()))
+    if (table.empty() || !read_exactly(fd, table.data(), table.size(), h.e_phoff))
       return fail(errc::load_failed, {}, "it is truncated (its program headers are cut off; still being written?)");
     for (unsigned i = 0; i < h.e_phnum; ++i) {
       Elf64_Phdr ph{};
@@ -94,9 +98,6 @@ inline const std::string& startup_library_path() {
 /// already loaded from another file is given by name: the dynamic linker would use that one.
 inline std::vector<std::string> dependencies_first(int fd, const std::filesystem::path& origin) {
   // Three reads: the headers, the dynamic section, the strings it names (close together).
-  auto read_at = [fd](void* to, std::size_t n, std::uint64_t at) {
-    return ::pread(fd, to, n, static_cast<off_t>(at)) == static_cast<ssize_t>(n);
-  };
   char head[4096];
   const ssize_t got = ::pread(fd, head, sizeof head, 0);
   Elf64_Ehdr h{};
@@ -110,7 +111,7 @@ inline std::vector<std::string> dependencies_first(int fd, const std::filesystem
   auto dyn = std::find_if(segments.begin(), segments.end(), [](auto& p) { return p.p_type == PT_DYNAMIC; });
   if (dyn == segments.end() || dyn->p_filesz > (1u << 20)) return {};
   std::vector<Elf64_Dyn> entries(dyn->p_filesz / sizeof(Elf64_Dyn));
-  if (!read_at(entries.data(), entries.size() * sizeof(Elf64_Dyn), dyn->p_offset)) return {};
+  if (!read_exactly(fd, entries.data(), entries.size() * sizeof(Elf64_Dyn), dyn->p_offset)) return {};
   std::uint64_t strtab = 0, strsz = 0, lo = UINT64_MAX, hi = 0;
   for (auto& e : entries) {
     if (e.d_tag == DT_NULL) break;
@@ -127,7 +128,7 @@ inline std::vector<std::string> dependencies_first(int fd, const std::filesystem
   });
   if (load == segments.end() || lo > hi || hi >= strsz) return {};
   std::string strings(std::min<std::uint64_t>(hi + PATH_MAX, strsz) - lo, '\0');
-  if (strings.size() > (1u << 20) || !read_at(strings.data(), strings.size(), strtab - load->p_vaddr + load->p_offset + lo))
+  if (strings.size() > (1u << 20) || !read_exactly(fd, strings.data(), strings.size(), strtab - load->p_vaddr + load->p_offset + lo))
     return {};
   auto string_at = [&](std::uint64_t off) {
     auto s = std::string_view(strings).substr(off - lo);
@@ -199,23 +200,20 @@ inline elf_findings inspect_elf(const std::filesystem::path& path) {
   elf_findings out;
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return out;
-  auto read_at = [fd](void* to, std::size_t n, std::uint64_t at) {
-    return ::pread(fd, to, n, static_cast<off_t>(at)) == static_cast<ssize_t>(n);
-  };
   Elf64_Ehdr h{};
   std::vector<Elf64_Shdr> sections;
-  if (read_at(&h, sizeof h, 0) && std::memcmp(h.e_ident, ELFMAG, SELFMAG) == 0 && h.e_ident[EI_CLASS] == ELFCLASS64 &&
+  if (read_exactly(fd, &h, sizeof h, 0) && std::memcmp(h.e_ident, ELFMAG, SELFMAG) == 0 && h.e_ident[EI_CLASS] == ELFCLASS64 &&
       h.e_shentsize == sizeof(Elf64_Shdr) && h.e_shnum < 65535) {
     sections.resize(h.e_shnum);
-    if (!read_at(sections.data(), sections.size() * sizeof(Elf64_Shdr), h.e_shoff)) sections.clear();
+    if (!read_exactly(fd, sections.data(), sections.size() * sizeof(Elf64_Shdr), h.e_shoff)) sections.clear();
   }
   for (auto& sec : sections) {
     if (sec.sh_type != SHT_DYNSYM || sec.sh_link >= sections.size() || sec.sh_entsize != sizeof(Elf64_Sym)) continue;
     auto& strtab = sections[sec.sh_link];
     std::vector<Elf64_Sym> syms(sec.sh_size / sizeof(Elf64_Sym));
     std::string names(strtab.sh_size, '\0');
-    if (!read_at(syms.data(), syms.size() * sizeof(Elf64_Sym), sec.sh_offset) ||
-        !read_at(names.data(), names.size(), strtab.sh_offset))
+    if (!read_exactly(fd, syms.data(), syms.size() * sizeof(Elf64_Sym), sec.sh_offset) ||
+        !read_exactly(fd, names.data(), names.size(), strtab.sh_offset))
       break;
     for (auto& sym : syms) {
       if (sym.st_name >= names.size()) continue;
