@@ -1,7 +1,6 @@
 // Behaviour of the core engine with real shared libraries swapped on disk.
 #include <hotreload.hpp>
 
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
 #include "support.hpp"
