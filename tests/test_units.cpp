@@ -23,6 +23,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <fstream>
+#include <future>
 
 namespace hr = hotreload;
 namespace asio = boost::asio;
@@ -376,4 +377,34 @@ TEST_CASE("interface fingerprints: compared when both sides have one; a differen
   CHECK(!hr::detail::abi_problem(ours, theirs));
   theirs.interface_fingerprint = 0x1111;
   CHECK(!hr::detail::abi_problem(ours, theirs));
+}
+
+TEST_CASE("hook threads closed while an abandoned call blocks: its thread, the last out, destroys the suspended jobs") {
+  // A job suspended on the threads' context holds that context (as every job does, through its
+  // executor): a cycle that only destroying the job breaks. close() cannot while a call still
+  // blocks a thread; that thread must, when it returns.
+  struct sentinel {
+    explicit sentinel(std::promise<void>& p) : gone(p) {}
+    std::promise<void>& gone;
+    ~sentinel() { gone.set_value(); }
+  };
+  std::promise<void> gone;
+  auto destroyed = gone.get_future();
+  std::promise<void> entered, release;
+  auto released = release.get_future().share();
+  {
+    hr::detail::hook_threads threads;
+    asio::post(threads.executor(), [&entered, released] {
+      entered.set_value();
+      released.wait(); // plugin code that blocks its thread
+    });
+    entered.get_future().wait();
+    threads.abandoned(); // as the runner does when a call is past its limit
+    auto timer = std::make_shared<asio::steady_timer>(threads.executor(), 1h);
+    timer->async_wait([timer, keep = threads.context(), s = std::make_shared<sentinel>(gone)](auto) {});
+    threads.close();
+    CHECK(destroyed.wait_for(0s) == std::future_status::timeout); // the blocked thread may return into it
+  }
+  release.set_value();
+  REQUIRE(destroyed.wait_for(30s) == std::future_status::ready);
 }

@@ -51,7 +51,9 @@ class hook_threads {
     asio::executor_work_guard<asio::io_context::executor_type> work{ctx.get_executor()};
     std::mutex mu;
     std::condition_variable exited;
-    int live = 0; // threads still running
+    int live = 0;         // threads still running
+    bool closed = false;  // close() is done waiting: the last thread out clears the jobs
+    bool cleared = false; // the suspended jobs were destroyed (by close() or that thread)
   };
 
 public:
@@ -108,8 +110,10 @@ public:
 
   /// The threads stop; those not held by an abandoned call are waited for. Once none runs
   /// any more, the jobs still suspended (a reload waiting for a plugin_ptr, a hook awaiting a
-  /// timer) are destroyed, here, without running on: what they hold goes (instances,
-  /// snapshots). While a call blocks a thread, they stay: the thread may return into them.
+  /// timer) are destroyed without running on: what they hold goes (instances, snapshots,
+  /// the context itself, which they keep). While a call blocks a thread, they stay (the
+  /// thread may return into them) until that thread, the last one, exits: it destroys them.
+  /// They hold the reloader's parts only weakly (hooks.hpp), so that may be after it is gone.
   void close() {
     int spares;
     {
@@ -120,13 +124,14 @@ public:
     }
     s_->work.reset();
     s_->ctx.stop();
-    bool idle;
+    bool last;
     {
       std::unique_lock lk(s_->mu);
       s_->exited.wait(lk, [&] { return s_->live <= spares; });
-      idle = s_->live == 0;
+      s_->closed = true;
+      last = last_out(*s_);
     }
-    if (idle) s_->ctx.destroy_pending();
+    if (last) s_->ctx.destroy_pending();
   }
 
 private:
@@ -147,10 +152,23 @@ private:
         } catch (...) { // a plugin's own handler threw: the thread serves on
         }
       }
-      std::lock_guard lk(s->mu);
-      --s->live;
-      s->exited.notify_all();
+      bool last;
+      {
+        std::lock_guard lk(s->mu);
+        --s->live;
+        last = last_out(*s);
+        s->exited.notify_all();
+      }
+      if (last) s->ctx.destroy_pending();
     }).detach();
+  }
+
+  // Under s.mu: whether the caller is to destroy the suspended jobs (once: after close(), by
+  // whoever sees no thread left).
+  static bool last_out(shared_state& s) {
+    if (!s.closed || s.live > 0 || s.cleared) return false;
+    s.cleared = true;
+    return true;
   }
 
   static constexpr auto linger = std::chrono::microseconds(200);
