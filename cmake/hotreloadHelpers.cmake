@@ -1,9 +1,11 @@
 # hotreload_add_plugin(NAME SOURCES src... [INTERFACE header...] [LINK targets...])
 #   A plugin: a MODULE library NAME.so (no "lib" prefix), built against hotreload::plugin
 #   (C++20, unloadable with every compiler).
-# hotreload_add_host(TARGET [INTERFACE header...])
+# hotreload_add_host(TARGET [SEPARATE] [INTERFACE header...])
 #   A host program: its symbols are exported (ENABLE_EXPORTS, i.e. -rdynamic), which plugins
-#   that call into the host need; the reloader warns when a host lacks it.
+#   that call into the host need; the reloader warns when a host lacks it. SEPARATE: the
+#   engine is compiled once for the target (hotreload::separate), not in each of its files
+#   that includes <hotreload.hpp> (README: "Compile time").
 # INTERFACE: the header(s) that define the plugin interface. Their fingerprint (their text
 # without comments and whitespace) is compiled into the host and the plugins, and a plugin
 # built against a different text is refused before its code runs, even when
@@ -20,12 +22,16 @@ function(hotreload_add_plugin name)
 endfunction()
 
 function(hotreload_add_host target)
-  cmake_parse_arguments(PARSE_ARGV 1 arg "" "" "INTERFACE")
+  cmake_parse_arguments(PARSE_ARGV 1 arg "SEPARATE" "" "INTERFACE")
   if(NOT TARGET ${target})
     message(FATAL_ERROR "hotreload_add_host(${target}): no such target; call it after add_executable")
   endif()
   set_target_properties(${target} PROPERTIES ENABLE_EXPORTS ON)
-  target_link_libraries(${target} PRIVATE hotreload::hotreload)
+  if(arg_SEPARATE)
+    target_link_libraries(${target} PRIVATE hotreload::separate)
+  else()
+    target_link_libraries(${target} PRIVATE hotreload::hotreload)
+  endif()
   _hotreload_fingerprint(${target} ${arg_INTERFACE})
 endfunction()
 

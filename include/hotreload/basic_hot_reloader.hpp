@@ -5,7 +5,7 @@
 #include <hotreload/acceptance.hpp>
 #include <hotreload/config.hpp>
 #include <hotreload/detail/async.hpp>
-#include <hotreload/detail/engine.hpp>
+#include <hotreload/detail/engine_handle.hpp>
 #include <hotreload/detail/policies.hpp>
 #include <hotreload/detail/services.hpp>
 #include <hotreload/error.hpp>
@@ -41,8 +41,8 @@ namespace hotreload {
 /// All its work runs on a strand of `Executor`; every member function is thread-safe.
 /// Destroy it before its execution context, like any Asio I/O object.
 ///
-/// This class is a thin front: the work is done by detail::engine and its parts (see
-/// "Inside the reloader" in docs/guide.md).
+/// This class is a thin front: the work is done by detail::engine and its parts, reached
+/// through detail::engine_handle (see "Inside the reloader" in docs/guide.md).
 template <class Interface, class Watcher = default_watcher, class Loader = dll_loader, class State = json_state,
           class Executor = asio::any_io_executor>
 class basic_hot_reloader {
@@ -79,20 +79,21 @@ public:
   /// whichever it accepts.
   /// Policies are built in place, so they need not be movable.
   explicit basic_hot_reloader(Executor ex, options opts = {})
-      : ex_(ex), policies_(ex, opts), engine_(make_engine(std::move(opts))) {}
+      : ex_(ex), policies_(ex, opts), engine_(engine_executor(ex_), std::move(opts), policies_, traits()) {}
 
   /// Takes ready-made policy objects.
   basic_hot_reloader(Executor ex, options opts, Watcher w, Loader l, State s)
-      : ex_(ex), policies_(ex, std::move(w), std::move(l), std::move(s)), engine_(make_engine(std::move(opts))) {}
+      : ex_(ex), policies_(ex, std::move(w), std::move(l), std::move(s)),
+        engine_(engine_executor(ex_), std::move(opts), policies_, traits()) {}
 
   basic_hot_reloader(const basic_hot_reloader&) = delete;
   basic_hot_reloader& operator=(const basic_hot_reloader&) = delete;
 
   /// Without async_stop, instances are destroyed without teardown_async.
-  ~basic_hot_reloader() { engine_->close(); }
+  ~basic_hot_reloader() = default;
 
   executor_type get_executor() const noexcept { return ex_; }
-  const options& get_options() const noexcept { return engine_->parts().opts; }
+  const options& get_options() const noexcept { return engine_.opts(); }
   Watcher& watcher() noexcept { return policies_.watcher(); }
   Loader& loader() noexcept { return policies_.loader(); }
   State& state() noexcept { return policies_.state(); }
@@ -101,13 +102,13 @@ public:
   /// Completes with the first failure, if any; the plugins that loaded serve regardless.
   template <class Token = asio::default_completion_token_t<Executor>>
   auto async_start(Token&& token = {}) {
-    return run<>(std::forward<Token>(token), [e = engine_.get()] { return e->start(); });
+    return run<>(std::forward<Token>(token), [e = &engine_] { return e->start(); });
   }
 
   /// Stops the watcher, then quiesces, snapshots and tears down every plugin.
   template <class Token = asio::default_completion_token_t<Executor>>
   auto async_stop(Token&& token = {}) {
-    return run<>(std::forward<Token>(token), [e = engine_.get()] { return e->stop(); });
+    return run<>(std::forward<Token>(token), [e = &engine_] { return e->stop(); });
   }
 
   /// Reloads one plugin from its library file, as a transaction (see README).
@@ -122,7 +123,7 @@ public:
   /// depend on it; the others go ahead. Completes with the first failure.
   template <class Token = asio::default_completion_token_t<Executor>>
   auto async_reload_plugins(std::vector<std::string> names, Token&& token = {}) {
-    return run<>(std::forward<Token>(token), [e = engine_.get(), names = std::move(names)] { return e->reload(names); });
+    return run<>(std::forward<Token>(token), [e = &engine_, names = std::move(names)] { return e->reload(names); });
   }
 
   /// Loads a plugin from a library file (or reloads it if that file is already loaded).
@@ -130,7 +131,7 @@ public:
   template <class Token = asio::default_completion_token_t<Executor>>
   auto async_load_plugin(std::filesystem::path file, Token&& token = {}) {
     return run<std::string>(std::forward<Token>(token),
-                            [e = engine_.get(), file = std::move(file)] { return e->load_file(file); });
+                            [e = &engine_, file = std::move(file)] { return e->load_file(file); });
   }
 
   /// The plugin's serving version. Never a torn-down or half set-up one: during a reload
@@ -141,7 +142,7 @@ public:
                                      [this, name = std::string(name)](detail::completion<pointer> done) mutable {
                                        if (auto p = try_get(name)) return done({}, std::move(p));
                                        auto c = std::make_shared<detail::completion<pointer>>(std::move(done));
-                                       engine_->get(std::move(name), [c](error_info err, detail::lease_ptr l) {
+                                       engine_.get(std::move(name), [c](error_info err, detail::lease_ptr l) {
                                          (*c)(std::move(err), l ? make_pointer(std::move(l)) : pointer());
                                        });
                                      });
@@ -150,16 +151,16 @@ public:
   /// The serving version, or an empty pointer if the plugin is unknown, disabled, being
   /// reloaded or failed. Never waits.
   pointer try_get(std::string_view name) const {
-    auto l = engine_->parts().reg.try_get(name);
+    auto l = engine_.try_get(name);
     return l ? make_pointer(std::move(l)) : pointer();
   }
 
   /// A disabled plugin stays loaded, keeps reloading, and is not handed out.
-  error_code enable(std::string_view name) { return engine_->set_enabled(name, true); }
-  error_code disable(std::string_view name) { return engine_->set_enabled(name, false); }
+  error_code enable(std::string_view name) { return engine_.set_enabled(name, true); }
+  error_code disable(std::string_view name) { return engine_.set_enabled(name, false); }
 
-  std::vector<plugin_info> plugins() const { return engine_->parts().reg.infos(); }
-  std::optional<plugin_info> info(std::string_view name) const { return engine_->parts().reg.info(name); }
+  std::vector<plugin_info> plugins() const { return engine_.infos(); }
+  std::optional<plugin_info> info(std::string_view name) const { return engine_.info(name); }
 
   /// The host's last word on every new version: `check` runs on its instance after
   /// setup_async (first load) or on_reload_async (reload), before it serves, and may refuse
@@ -170,24 +171,25 @@ public:
       fn = [check = std::move(check)](const plugin_metadata* old_v, const plugin_metadata& new_v, void* iface) {
         return check(candidate<Interface>{old_v, new_v, *static_cast<Interface*>(iface)});
       };
-    engine_->parts().hooks.set_acceptance_check(std::move(fn));
+    engine_.set_acceptance_check(std::move(fn));
   }
 
   /// Calls `handler` for every event, on the reloader's strand. Returns an id for unsubscribe.
-  std::size_t subscribe(event_handler handler) { return engine_->parts().hub.subscribe(std::move(handler)); }
-  void unsubscribe(std::size_t id) { engine_->parts().hub.unsubscribe(id); }
+  std::size_t subscribe(event_handler handler) { return engine_.subscribe(std::move(handler)); }
+  void unsubscribe(std::size_t id) { engine_.unsubscribe(id); }
 
 private:
-  std::shared_ptr<detail::engine> make_engine(options opts) {
-    detail::preload_services(ex_);
-    return detail::engine::create(asio::any_io_executor(ex_), std::move(opts), policies_,
-                                  detail::interface_traits::of<Interface>());
+  // The services plugins use are created in the program's context first (services.hpp).
+  static asio::any_io_executor engine_executor(const Executor& ex) {
+    detail::preload_services(ex);
+    return asio::any_io_executor(ex);
   }
 
+  static detail::interface_traits traits() { return detail::interface_traits::of<Interface>(); }
+
   static pointer make_pointer(detail::lease_ptr&& l) {
-    auto* object = static_cast<Interface*>(l->inst.iface);
-    auto* meta = &l->ver->meta;
-    return pointer(std::shared_ptr<Interface>(std::move(l), object), meta);
+    auto [iface, meta] = detail::engine_handle::contents(*l);
+    return pointer(std::shared_ptr<Interface>(std::move(l), static_cast<Interface*>(iface)), meta);
   }
 
   // Runs `op` (an engine coroutine giving error_info, or result<T>) on the strand and
@@ -195,7 +197,7 @@ private:
   template <class... T, class Token, class Op>
   auto run(Token&& token, Op op) {
     return detail::initiate<T...>(
-        std::forward<Token>(token), ex_, [strand = engine_->parts().strand, op = std::move(op)](detail::completion<T...> done) mutable {
+        std::forward<Token>(token), ex_, [strand = engine_.strand(), op = std::move(op)](detail::completion<T...> done) mutable {
           asio::co_spawn(strand, op(), [done = std::move(done)](std::exception_ptr e, auto r) mutable {
             if constexpr (sizeof...(T) == 0) {
               done(e ? internal_error(e) : std::move(r));
@@ -212,7 +214,7 @@ private:
 
   Executor ex_;
   detail::policy_set<Executor, Watcher, Loader, State> policies_;
-  std::shared_ptr<detail::engine> engine_;
+  detail::engine_handle engine_;
 };
 
 } // namespace hotreload

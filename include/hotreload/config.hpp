@@ -15,6 +15,15 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/system/error_code.hpp>
 
+/// Header-only by default. With HOTRELOAD_SEPARATE_COMPILATION defined in every file of a
+/// program, the engine is compiled once, in the one file that includes <hotreload/src.hpp>
+/// (README: "Compile time").
+#ifdef HOTRELOAD_SEPARATE_COMPILATION
+#define HOTRELOAD_DECL
+#else
+#define HOTRELOAD_DECL inline
+#endif
+
 /// The ABI version of the host/plugin contract. Bumped whenever anything a plugin and its
 /// host share (exported symbols, plugin_context, the plugin base class) changes layout.
 #define HOTRELOAD_ABI_VERSION 3

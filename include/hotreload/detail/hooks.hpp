@@ -6,6 +6,7 @@
 // from them (bringing an instance up, taking a snapshot).
 
 #include <hotreload/acceptance.hpp>
+#include <hotreload/detail/engine_types.hpp>
 #include <hotreload/detail/event_hub.hpp>
 #include <hotreload/detail/hook_threads.hpp>
 #include <hotreload/detail/keepalive_executor.hpp>
@@ -41,9 +42,6 @@ namespace hotreload::detail {
 /// the two ends of a reload's window (quiesce, publish: the library's own, see lease_gate).
 enum class hook { construct, setup, teardown, on_reload, get_state, set_state, migrate_state, accept, quiesce, publish };
 
-/// The host's acceptance check, for any interface: (old version or null, new version, the
-/// new instance as an Interface*).
-using acceptance_fn = std::function<awaitable<verdict>(const plugin_metadata*, const plugin_metadata&, void*)>;
 
 struct hook_spec {
   const char* name;

@@ -8,6 +8,7 @@
 // - guarded fields (the lease try_get hands out, enabled, the listing): read by any thread,
 //   reachable only through registry::locked, which holds the registry's mutex.
 
+#include <hotreload/detail/engine_types.hpp>
 #include <hotreload/detail/linux/elf.hpp>
 #include <hotreload/detail/linux/files.hpp>
 #include <hotreload/detail/graph.hpp>
@@ -68,10 +69,6 @@ struct lease_block {
   version_ptr ver;
   std::shared_ptr<release_signal> signal = std::make_shared<release_signal>();
 };
-using lease_ptr = std::shared_ptr<lease_block>;
-
-/// A caller of async_get waiting for a reload to end: the new lease, or why there is none.
-using waiter = std::function<void(error_info, lease_ptr)>;
 
 /// The fields any thread may read: only through registry::locked.
 struct guarded_fields {

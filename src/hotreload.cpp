@@ -1,0 +1,3 @@
+// The engine of hotreload, compiled once for a program built with
+// HOTRELOAD_SEPARATE_COMPILATION (README: "Compile time").
+#include <hotreload/src.hpp>
