@@ -3,6 +3,8 @@
 // resources.
 #include "hardening.hpp"
 
+#include <hotreload/detail/leak.hpp> // HOTRELOAD_HAS_LSAN (the engine's files include it; with separate compilation this file has no engine)
+
 #include <link.h>
 
 #include <sstream>
