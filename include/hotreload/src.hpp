@@ -11,6 +11,12 @@
 #endif
 
 #include <hotreload.hpp>
+// Every coroutine of the library, which g++ would otherwise compile in each file, used or not.
 #include <hotreload/detail/impl/engine_handle.ipp>
+#include <hotreload/detail/impl/sync.ipp>
+#include <hotreload/detail/linux/impl/child_process.ipp>
+#include <hotreload/detail/linux/impl/probe.ipp>
+#include <hotreload/loader/impl/dll_loader.ipp>
+#include <hotreload/watcher/impl/rebuild_watcher.ipp>
 
 #endif

@@ -98,15 +98,7 @@ public:
   }
 
   /// Until set() or `deadline`, whichever comes first; true if set.
-  awaitable<bool> wait_until(clock::time_point deadline) {
-    if (!set_) {
-      auto t = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, deadline);
-      waiters_.push_back(t);
-      co_await t->async_wait(asio::as_tuple(asio::use_awaitable));
-      std::erase(waiters_, t);
-    }
-    co_return set_;
-  }
+  HOTRELOAD_DECL awaitable<bool> wait_until(clock::time_point deadline);
   awaitable<bool> wait() { return wait_until(clock::time_point::max()); }
 
 private:
@@ -117,15 +109,7 @@ private:
 /// A FIFO mutex for coroutines: unlock() hands ownership to the first waiter.
 class async_mutex {
 public:
-  awaitable<void> lock() {
-    if (!locked_) {
-      locked_ = true;
-      co_return;
-    }
-    auto turn = std::make_shared<async_event>();
-    waiters_.push_back(turn);
-    co_await turn->wait();
-  }
+  HOTRELOAD_DECL awaitable<void> lock();
 
   void unlock() {
     if (waiters_.empty()) {
@@ -144,46 +128,23 @@ private:
 
 /// Runs every task concurrently on `strand` and completes when all have finished; then
 /// rethrows the first exception, if any.
-inline awaitable<void> join(strand_t strand, std::vector<awaitable<void>> tasks) {
-  struct state {
-    std::size_t left = 0;
-    std::exception_ptr error;
-    async_event done;
-  };
-  auto st = std::make_shared<state>();
-  st->left = tasks.size();
-  for (auto& t : tasks)
-    asio::co_spawn(strand, std::move(t), [st](std::exception_ptr e) {
-      if (e && !st->error) st->error = e;
-      if (--st->left == 0) st->done.set();
-    });
-  if (st->left > 0) co_await st->done.wait();
-  if (st->error) std::rethrow_exception(st->error);
-}
+HOTRELOAD_DECL awaitable<void> join(strand_t strand, std::vector<awaitable<void>> tasks);
 
 using dag_step = std::function<awaitable<void>(std::size_t)>;
 
 /// One node of run_dag: waits for its predecessors, runs, and tells its successors (also
 /// when it throws).
-inline awaitable<void> dag_node(std::vector<async_event>& done, const std::vector<std::size_t>& preds,
-                                const dag_step& fn, std::size_t i) {
-  struct finish {
-    async_event& e;
-    ~finish() { e.set(); }
-  } guard{done[i]};
-  for (auto p : preds) co_await done[p].wait();
-  co_await fn(i);
-}
+HOTRELOAD_DECL awaitable<void> dag_node(std::vector<async_event>& done, const std::vector<std::size_t>& preds,
+                                        const dag_step& fn, std::size_t i);
 
 /// Runs fn(i) for every node i once fn(p) has finished for every p in preds[i]; nodes with no
 /// path between them run concurrently on the strand (their awaits overlap in time).
-inline awaitable<void> run_dag(strand_t strand, const std::vector<std::vector<std::size_t>>& preds, dag_step fn) {
-  std::vector<async_event> done(preds.size());
-  std::vector<awaitable<void>> tasks;
-  for (std::size_t i = 0; i < preds.size(); ++i) tasks.push_back(dag_node(done, preds[i], fn, i));
-  co_await join(std::move(strand), std::move(tasks));
-}
+HOTRELOAD_DECL awaitable<void> run_dag(strand_t strand, const std::vector<std::vector<std::size_t>>& preds, dag_step fn);
 
 } // namespace hotreload::detail
+
+#ifndef HOTRELOAD_SEPARATE_COMPILATION
+#include <hotreload/detail/impl/sync.ipp>
+#endif
 
 #endif

@@ -213,53 +213,13 @@ private:
     asio::co_spawn(strand_, builds_loop(shared_from_this()), asio::detached);
   }
 
-  static awaitable<void> builds_loop(std::shared_ptr<build_runner> self) {
-    do {
-      self->again_ = false;
-      co_await self->build();
-    } while (self->again_ && !self->closed_);
-    self->building_ = false;
-  }
+  HOTRELOAD_DECL static awaitable<void> builds_loop(std::shared_ptr<build_runner> self);
 
   // One run of the build command, reported; then the libraries it wrote go to the reloader.
-  awaitable<void> build() {
-    ++builds_;
-    stop_reason_.clear();
-    auto t0 = clock::now();
-    auto before = libraries();
-    report_.log(log_level::info, "Building: " + cfg_.command);
-    report_.emit(reload_event{event_kind::build_started, {}, {}, {}, reload_step::none, {}, {}, cfg_.command});
-    std::string error;
-    auto output = std::make_shared<std::string>();
-    std::shared_ptr<child_process> child = child_process::spawn(strand_, cfg_.command, cfg_.directory, error);
-    int status = -1;
-    if (child) {
-      child_ = child;
-      auto output_ended = std::make_shared<async_event>();
-      asio::co_spawn(strand_, read(child, output, output_ended), asio::detached);
-      asio::steady_timer limit(strand_, cfg_.timeout);
-      limit.async_wait([weak = weak_from_this(), t = cfg_.timeout](boost::system::error_code ec) {
-        if (auto self = weak.lock(); self && !ec) self->terminate("it ran longer than options.rebuild.timeout (" +
-                                                                  std::to_string(t.count()) + " ms)");
-      });
-      status = co_await child->wait();
-      limit.cancel();
-      kill_.cancel();
-      // The output's end comes right after the exit, unless a process the build left behind
-      // holds the pipe: then what is there is taken, and the rest is not waited for.
-      co_await output_ended->wait_until(clock::now() + std::chrono::milliseconds(500));
-      child->close_output(*output, output_limit);
-      child_.reset();
-    }
-    finished(error, status, *output, clock::now() - t0);
-    hand_over(before);
-  }
+  HOTRELOAD_DECL awaitable<void> build();
 
-  static awaitable<void> read(std::shared_ptr<child_process> child, std::shared_ptr<std::string> output,
-                              std::shared_ptr<async_event> ended) {
-    co_await child->read_output(*output, output_limit);
-    ended->set();
-  }
+  HOTRELOAD_DECL static awaitable<void> read(std::shared_ptr<child_process> child, std::shared_ptr<std::string> output,
+                                             std::shared_ptr<async_event> ended);
 
   // Stops the build under way: SIGTERM to its process group (ninja and make stop their
   // compilers and delete half-written outputs), SIGKILL after 2 s.
@@ -462,5 +422,9 @@ private:
 };
 
 } // namespace hotreload
+
+#ifndef HOTRELOAD_SEPARATE_COMPILATION
+#include <hotreload/watcher/impl/rebuild_watcher.ipp>
+#endif
 
 #endif

@@ -102,15 +102,7 @@ public:
   }
 
   /// Reads the output into `into` until its end (every writer closed the pipe) or close_output().
-  awaitable<void> read_output(std::string& into, std::size_t limit) {
-    std::array<char, 16 * 1024> buf;
-    for (;;) {
-      boost::system::error_code ec;
-      auto n = co_await output_.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
-      keep(into, std::string_view(buf.data(), n), limit);
-      if (ec) co_return;
-    }
-  }
+  HOTRELOAD_DECL awaitable<void> read_output(std::string& into, std::size_t limit);
 
   /// Stops reading: what is in the pipe is appended to `into` first. (A process the build
   /// left behind may hold the pipe open; its later output is not waited for.)
@@ -128,22 +120,7 @@ public:
   }
 
   /// Waits for the child's end and reaps it; its wait status (-1 if it cannot be known).
-  awaitable<int> wait() {
-    int status = -1;
-    if (pidfd_.is_open()) {
-      boost::system::error_code ec;
-      co_await pidfd_.async_wait(asio::posix::descriptor_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
-      if (!ec) status = reap(0);
-    } else { // a kernel without pidfd_open (before 5.3): look every 20 ms
-      asio::steady_timer t(pidfd_.get_executor());
-      while ((status = reap(WNOHANG)) == -2) {
-        t.expires_after(std::chrono::milliseconds(20));
-        boost::system::error_code ec;
-        co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      }
-    }
-    co_return status;
-  }
+  HOTRELOAD_DECL awaitable<int> wait();
 
   /// "exit status 1", "killed by signal 15 (Terminated)".
   static std::string describe_status(int status) {
@@ -192,5 +169,9 @@ private:
 };
 
 } // namespace hotreload::detail
+
+#ifndef HOTRELOAD_SEPARATE_COMPILATION
+#include <hotreload/detail/linux/impl/child_process.ipp>
+#endif
 
 #endif
