@@ -11,7 +11,8 @@
 #endif
 
 #include <hotreload.hpp>
-// Every coroutine of the library, which g++ would otherwise compile in each file, used or not.
+// The library's coroutines outside templates and the plugin base class, which g++ would
+// otherwise compile in each file, used or not (docs/guide.md, "Inside the reloader").
 #include <hotreload/detail/impl/engine_handle.ipp>
 #include <hotreload/detail/impl/sync.ipp>
 #include <hotreload/detail/linux/impl/child_process.ipp>
