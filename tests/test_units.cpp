@@ -4,6 +4,7 @@
 #include <hotreload/detail/graph.hpp>
 #include <hotreload/detail/hook_threads.hpp>
 #include <hotreload/detail/keepalive_executor.hpp>
+#include <hotreload/detail/linux/elf.hpp>
 #include <hotreload/detail/linux/host_exports.hpp>
 #include <hotreload/detail/linux/probe.hpp>
 #include <hotreload/detail/linux/shadow_copy.hpp>
@@ -306,6 +307,30 @@ TEST_CASE("shadow copies: each refusal has its code, from the check that found i
   CHECK(err.message.find("chmod go-w") != std::string::npos);
   CHECK(hr::detail::copy_file_private(dir / "missing.so", dir / "copy5").code == hr::errc::shadow_copy_failed);
   fs::remove_all(dir);
+}
+
+TEST_CASE("ELF findings: read where the library is mapped, they are those of its file") {
+  // libstdc++, loaded here: STB_GNU_UNIQUE symbols, and it imports __cxa_thread_atexit_impl.
+  void* h = ::dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_NOLOAD);
+  REQUIRE(h);
+  link_map* lm = nullptr;
+  REQUIRE(::dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0);
+  const fs::path image = lm->l_name;
+  auto from_file = hr::detail::inspect_elf(image);
+  CHECK(from_file.unique_count > 0);
+  CHECK(from_file.thread_local_destructors);
+  auto mapped = hr::detail::inspect_mapped(*lm);
+  REQUIRE(mapped);
+  CHECK(mapped->unique_count == from_file.unique_count);
+  CHECK(mapped->unique_symbols == from_file.unique_symbols);
+  CHECK(mapped->thread_local_destructors);
+  // By an address inside it; by one that is not (read from the file then).
+  auto loaded = hr::detail::inspect_loaded(image, ::dlsym(h, "_ZSt9terminatev"));
+  CHECK(loaded.unique_count == from_file.unique_count);
+  CHECK(loaded.unique_symbols == from_file.unique_symbols);
+  static const int here = 0;
+  CHECK(hr::detail::inspect_loaded(image, &here).unique_count == from_file.unique_count);
+  ::dlclose(h);
 }
 
 TEST_CASE("a library opened for loading: a rename over its path changes nothing; a write into it is seen") {

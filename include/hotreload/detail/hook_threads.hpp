@@ -77,7 +77,7 @@ public:
 
   /// While one lives, the threads poll for calls (up to `linger` after the last one) instead of
   /// sleeping between them. It wakes a sleeping thread at once, so that the wake-up (25-50 us
-  /// here) passes while the reload quiesces, not inside the first call.
+  /// here) passes before the first call: a reload starts one once its library is mapped.
   class burst {
   public:
     explicit burst(hook_threads& t) : s_(t.s_) {

@@ -46,13 +46,14 @@ public:
     co_await load_and_validate();
     settle_dependencies();
     keep_affected();
-    hook_threads::burst burst(c_.threads); // the plugin calls come in quick succession
+    if (!burst_) burst_.emplace(c_.threads); // the plugin calls come in quick succession
     auto err = co_await quiesce();
     if (!err && !snapshot_in_job()) err = co_await snapshot();
     if (err) abort(err);
     else co_await replace();
     commit();
     for (auto& [e, v] : restarts_) first_(co_await life_.restart_locked(*e, v, t0_));
+    burst_.reset();
     co_return first_.get();
   }
 
@@ -134,7 +135,11 @@ private:
         files.push_back(sources[i]);
         at.push_back(i);
       }
-    auto loaded = co_await c_.versions.load_all(files, c_.feed.dirs());
+    // The hook thread is woken as soon as a library is mapped, so that its wake-up (25-50 us
+    // here) passes during the checks, not in the window; it then polls for the job (hook_threads).
+    auto loaded = co_await c_.versions.load_all(files, c_.feed.dirs(), [this] {
+      if (!burst_) burst_.emplace(c_.threads);
+    });
     for (std::size_t k = 0; k < at.size(); ++k) out[at[k]] = std::move(loaded[k]);
     co_return out;
   }
@@ -470,6 +475,7 @@ private:
   core& c_;
   plugin_lifecycle& life_;
   const std::vector<std::string> names_;
+  std::optional<hook_threads::burst> burst_; // from the first mapping to the end of run()
   const std::map<std::string, version_ptr, std::less<>> preloaded_;
   const clock::time_point t0_ = clock::now();
   clock::time_point window_ = no_window;          // when callers have waited long enough (set at quiesce)

@@ -17,6 +17,7 @@
 #include <boost/asio/post.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,28 +38,32 @@ public:
   }
 
   /// Step 1: a fresh mapping of `file`, its ABI tag checked and its metadata parsed. A Loader
-  /// with `async_load` (dll_loader: its probe) does not block the strand meanwhile.
-  awaitable<result<version_ptr>> load(std::filesystem::path file, const std::vector<std::filesystem::path>& dirs) {
+  /// with `async_load` (dll_loader: its probe) does not block the strand meanwhile. `mapped`
+  /// is called once the library is mapped, before the checks.
+  awaitable<result<version_ptr>> load(std::filesystem::path file, const std::vector<std::filesystem::path>& dirs,
+                                      const std::function<void()>& mapped = {}) {
     if (auto err = check_trust(file, dirs, opts_.trust)) co_return result<version_ptr>{nullptr, err};
     auto lib = co_await policies_.load(file);
     if (lib.error) co_return result<version_ptr>{nullptr, lib.error};
+    if (mapped) mapped();
     if (auto err = abi_problem(traits_.tag, *lib.value.tag)) {
       err.message = file.string() + " was refused: " + err.message;
       co_return result<version_ptr>{nullptr, err};
     }
     plugin_metadata meta;
     if (auto err = parse_metadata(lib.value.metadata, file.string(), meta)) co_return result<version_ptr>{nullptr, err};
-    auto findings = inspect_elf(lib.value.image);
+    auto findings = inspect_loaded(lib.value.image, lib.value.tag);
     warn_about(meta, findings);
     co_return result<version_ptr>{own(new version{std::move(lib.value), std::move(meta), std::move(findings)})};
   }
 
   /// load() of each file, concurrently (their probes run side by side).
   awaitable<std::vector<result<version_ptr>>> load_all(const std::vector<std::filesystem::path>& files,
-                                                       const std::vector<std::filesystem::path>& dirs) {
+                                                       const std::vector<std::filesystem::path>& dirs,
+                                                       std::function<void()> mapped = {}) {
     std::vector<result<version_ptr>> loaded(files.size());
     co_await run_dag(strand_, predecessor_lists(files.size()), [&](std::size_t i) -> awaitable<void> {
-      loaded[i] = co_await load(files[i], dirs);
+      loaded[i] = co_await load(files[i], dirs, mapped);
     });
     co_return loaded;
   }
