@@ -143,11 +143,13 @@ inline std::set<std::string> mapped_under(const fs::path& dir) {
   return out;
 }
 
-inline std::size_t files_under(const fs::path& dir, const std::string& suffix) {
-  std::size_t n = 0;
+// The `.so` files below `dir` that hold a copy (`empty`: those that do not; the loader keeps
+// one empty file ready for each plugin's next copy).
+inline std::set<fs::path> copies_under(const fs::path& dir, bool empty = false) {
+  std::set<fs::path> out;
   for (auto& e : fs::recursive_directory_iterator(dir))
-    if (e.path().string().ends_with(suffix)) ++n;
-  return n;
+    if (e.path().extension() == ".so" && e.is_regular_file() && (e.file_size() == 0) == empty) out.insert(e.path());
+  return out;
 }
 
 // Whether `done` becomes true within `limit`, for what happens on a thread of the library's

@@ -137,8 +137,9 @@ private:
       }
     // The hook thread is woken as soon as a library is mapped, so that its wake-up (25-50 us
     // here) passes during the checks, not in the window; it then polls for the job (hook_threads).
+    // Not while the cores are contended: it would not poll, only sleep again, and be woken twice.
     auto loaded = co_await c_.versions.load_all(files, c_.feed.dirs(), [this] {
-      if (!burst_) burst_.emplace(c_.threads);
+      if (!burst_ && !c_.threads.contended()) burst_.emplace(c_.threads);
     });
     for (std::size_t k = 0; k < at.size(); ++k) out[at[k]] = std::move(loaded[k]);
     co_return out;

@@ -120,12 +120,13 @@ private:
       if (!fd) return {{}, fd.error};
       s.answer = fd.value;
     }
-    auto image = dir_->next_name(source);
-    if (auto err = detail::copy_open_library(s.source, s.st, image)) return cannot(std::move(err));
+    auto file = dir_->take_file(source);
+    if (!file) return cannot(std::move(file.error));
+    if (auto err = detail::copy_open_library(s.source, s.st, file.value)) return cannot(std::move(err));
     s.copy = std::make_shared<mapping>();
     s.copy->first = std::move(first);
     s.copy->source = source;
-    s.copy->image = std::move(image);
+    s.copy->image = std::move(file.value.path);
     s.copy->dir = dir_;
     if (auto held = s.copy->image.string() + ".source"; detail::hold_link(s.source, held)) s.copy->held = held;
     return {std::move(s)};

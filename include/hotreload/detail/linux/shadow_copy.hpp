@@ -15,10 +15,13 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include <fcntl.h>
@@ -29,10 +32,35 @@
 
 namespace hotreload::detail {
 
+/// A new, empty file for a shadow copy, open read-write; closed with this object.
+struct shadow_file {
+  std::filesystem::path path;
+  int fd = -1;
+  shadow_file() = default;
+  shadow_file(std::filesystem::path p, int f) : path(std::move(p)), fd(f) {}
+  shadow_file(shadow_file&& o) noexcept : path(std::move(o.path)), fd(std::exchange(o.fd, -1)) {}
+  shadow_file& operator=(shadow_file&& o) noexcept {
+    std::swap(path, o.path);
+    std::swap(fd, o.fd);
+    return *this;
+  }
+  ~shadow_file() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+/// Creates the file `to` for a shadow copy: mode 0500, O_EXCL (nothing there before).
+inline result<shadow_file> create_shadow_file(const std::filesystem::path& to) {
+  int out = ::open(to.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0500);
+  if (out < 0)
+    return {{}, fail(errc::shadow_copy_failed, {}, "cannot create shadow copy " + to.string() + ": " + std::strerror(errno))};
+  return {shadow_file(to, out)};
+}
+
 /// A loader's private shadow directory `<root>/hotreload-<pid>-<random>`, locked with flock
 /// for the process's lifetime, so that the next start can tell a crashed process's leftovers
 /// (lock free) from a live sibling's (lock held) and remove only the former.
-class shadow_directory {
+class shadow_directory : public std::enable_shared_from_this<shadow_directory> {
 public:
   static result<std::shared_ptr<shadow_directory>> create(std::filesystem::path root) {
     namespace fs = std::filesystem;
@@ -70,8 +98,49 @@ public:
     return path_ / (source.stem().string() + "." + std::to_string(++sequence_) + source.extension().string());
   }
 
+  /// A new, empty file for the next copy of `source` (`<stem>.<n><ext>`, see
+  /// create_shadow_file). Creating a file is the slowest step of a copy after the copy itself
+  /// (ext4 looks for an inode that was not freed just now, and every reload frees one: 15-25 us
+  /// here), so each file taken has the next one for the same source made in the background,
+  /// off the reload's path (once the thread wakes for other work, such as unmapping the
+  /// version replaced: waking it would cost as much): one spare per source, empty, used only
+  /// if it still is.
+  result<shadow_file> take_file(const std::filesystem::path& source) {
+    shadow_file spare;
+    {
+      std::lock_guard lk(mu_);
+      if (auto it = spares_.find(source.native()); it != spares_.end()) {
+        spare = std::move(it->second);
+        spares_.erase(it);
+      }
+    }
+    struct ::stat st{};
+    if (spare.fd >= 0 && !(::fstat(spare.fd, &st) == 0 && st.st_size == 0 && st.st_nlink == 1)) {
+      ::unlink(spare.path.c_str());
+      spare = {};
+    }
+    auto file = spare.fd >= 0 ? result<shadow_file>{std::move(spare)} : create_shadow_file(next_name(source));
+    if (file)
+      in_background([self = weak_from_this(), source] {
+        if (auto dir = self.lock()) dir->make_spare(source);
+      }, wake::later);
+    return file;
+  }
+
 private:
   shadow_directory(std::filesystem::path p, int fd) : path_(std::move(p)), lock_fd_(fd) {}
+
+  void make_spare(const std::filesystem::path& source) {
+    {
+      std::lock_guard lk(mu_);
+      if (spares_.contains(source.native())) return;
+    }
+    auto file = create_shadow_file(next_name(source));
+    if (!file) return; // the next copy makes its file itself, and says why it cannot
+    std::lock_guard lk(mu_);
+    auto [it, added] = spares_.try_emplace(source.native(), std::move(file.value));
+    if (!added) ::unlink(file.value.path.c_str());
+  }
 
   static result<std::shared_ptr<shadow_directory>> refuse(std::string message) {
     return {nullptr, fail(errc::shadow_copy_failed, {}, std::move(message))};
@@ -96,6 +165,8 @@ private:
   std::filesystem::path path_;
   int lock_fd_;
   std::atomic<unsigned long> sequence_{0};
+  std::mutex mu_; // spares_, filled in the background
+  std::map<std::string, shadow_file> spares_;
 };
 
 /// Opens `from` to be loaded: a regular file that passes the trust checks (on the very file
@@ -114,13 +185,11 @@ inline result<int> open_library(const std::filesystem::path& from, const trust_c
   return {in};
 }
 
-/// Copies the open library `in` (of size `st.st_size`) to a new file `to` (mode 0500,
-/// O_EXCL), from its start. On failure the error says why, with its code: load_failed (an
-/// incomplete ELF image), else shadow_copy_failed; nothing is left at `to`.
-inline error_info copy_open_library(int in, const struct ::stat& st, const std::filesystem::path& to) {
-  int out = ::open(to.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0500);
-  if (out < 0)
-    return fail(errc::shadow_copy_failed, {}, "cannot create shadow copy " + to.string() + ": " + std::strerror(errno));
+/// Copies the open library `in` (of size `st.st_size`), from its start, into the empty file
+/// `to` (create_shadow_file). On failure the error says why, with its code: load_failed (an
+/// incomplete ELF image), else shadow_copy_failed; and `to` is removed.
+inline error_info copy_open_library(int in, const struct ::stat& st, const shadow_file& to) {
+  const int out = to.fd;
   error_info error;
   off_t offset = 0;
   while (offset < st.st_size) {
@@ -134,18 +203,18 @@ inline error_info copy_open_library(int in, const struct ::stat& st, const std::
   }
   // Checked on the copy: the bytes that will be mapped, whatever the writer does meanwhile.
   if (!error) error = elf_truncation(out);
-  ::close(out);
-  if (error) ::unlink(to.c_str());
+  if (error) ::unlink(to.path.c_str());
   return error;
 }
 
-/// Copies `from` to a new file `to`: open_library, then copy_open_library.
+/// Copies `from` to a new file `to`: open_library, create_shadow_file, copy_open_library.
 inline error_info copy_file_private(const std::filesystem::path& from, const std::filesystem::path& to,
                                     const trust_checks& trust = {}) {
   struct ::stat st{};
   auto in = open_library(from, trust, st);
   if (!in) return in.error;
-  auto error = copy_open_library(in.value, st, to);
+  auto out = create_shadow_file(to);
+  auto error = out ? copy_open_library(in.value, st, out.value) : out.error;
   ::close(in.value);
   return error;
 }
