@@ -11,6 +11,7 @@
 #include <fstream>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <dirent.h>
@@ -110,6 +111,22 @@ inline int arg(int argc, char** argv, const char* name, int fallback) {
   for (int i = 1; i + 1 < argc; ++i)
     if (!std::strcmp(argv[i], name)) return std::max(1, std::atoi(argv[i + 1]));
   return fallback;
+}
+
+/// Whether the part `name` of a benchmark is to run: every part without `--only`, else those
+/// named in its comma-separated list (`--only probe,manual`).
+inline bool wanted(int argc, char** argv, std::string_view name) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (!std::strcmp(argv[i], "--only")) {
+      std::string_view list = argv[i + 1];
+      for (std::size_t at = 0; at <= list.size();) {
+        auto comma = std::min(list.find(',', at), list.size());
+        if (list.substr(at, comma - at) == name) return true;
+        at = comma + 1;
+      }
+      return false;
+    }
+  return true;
 }
 
 } // namespace bench

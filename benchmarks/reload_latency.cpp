@@ -3,6 +3,8 @@
 // shadow copy + dlopen(RTLD_NOW) + symbol lookup + factory + dlclose, by hand.
 //
 //   reload_latency [--trials N] [--polling-trials N] [--grow-mb MB]
+//                  [--only probe,inotify,spinning,polling,manual,fresh,unprobed,grown]
+// (the floor is always measured: every figure is given as a ratio to it)
 #include <hotreload.hpp>
 
 #include "bench.hpp"
@@ -260,70 +262,87 @@ int main(int argc, char** argv) {
                 bench::field("plugin_bytes", double(size)));
   for (auto name : {"copy", "dlopen_dlsym", "factory_call_delete", "dlclose_unlink"})
     bench::report("reload_latency", std::string("floor_part_") + name, parts[name]);
-  std::vector<double> probe_reused, probe_fresh;
-  if (!probe_us(trials, box, probe_reused, probe_fresh)) {
-    std::fprintf(stderr, "reload_latency: the probe could not be measured\n");
-    return 1;
+  if (bench::wanted(argc, argv, "probe")) {
+    std::vector<double> probe_reused, probe_fresh;
+    if (!probe_us(trials, box, probe_reused, probe_fresh)) {
+      std::fprintf(stderr, "reload_latency: the probe could not be measured\n");
+      return 1;
+    }
+    bench::report("reload_latency", "probe_alone", probe_reused,
+                  bench::field("ratio_to_floor", bench::summarize(probe_reused).p50 / f) +
+                      bench::field("ratio_to_fresh_process", bench::summarize(probe_reused).p50 /
+                                                                 bench::summarize(probe_fresh).p50));
+    bench::report("reload_latency", "probe_alone_fresh_process_per_probe", probe_fresh,
+                  bench::field("ratio_to_floor", bench::summarize(probe_fresh).p50 / f));
   }
-  bench::report("reload_latency", "probe_alone", probe_reused,
-                bench::field("ratio_to_floor", bench::summarize(probe_reused).p50 / f) +
-                    bench::field("ratio_to_fresh_process", bench::summarize(probe_reused).p50 /
-                                                               bench::summarize(probe_fresh).p50));
-  bench::report("reload_latency", "probe_alone_fresh_process_per_probe", probe_fresh,
-                bench::field("ratio_to_floor", bench::summarize(probe_fresh).p50 / f));
-
-  steps_t steps;
-  std::vector<double> detect, renames, unloads;
-  auto inotify = watched_us<hr::inotify_watcher>(trials, box, &steps, &detect, &renames, &unloads);
-  bench::report("reload_latency", "inotify_debounce_0", inotify,
-                bench::field("ratio_to_floor", bench::summarize(inotify).p50 / f));
-  // rename() replacing a file with no other name frees the old inode's blocks (230 us and
-  // more on ext4 here); the loader links the served library into its shadow directory, so
-  // the rename only drops a name, and the blocks are freed later on the loader's thread.
-  bench::report("reload_latency", "rename_syscall", renames);
-  bench::report("reload_latency", "inotify_step_detect", detect);
-  const std::pair<hr::reload_step, const char*> names[] = {
-      {hr::reload_step::library_loaded, "copy_load_check"}, {hr::reload_step::quiesced, "quiesce"},
-      {hr::reload_step::state_saved, "get_state"},          {hr::reload_step::torn_down, "teardown"},
-      {hr::reload_step::constructed, "construct"},          {hr::reload_step::state_restored, "set_state"},
-      {hr::reload_step::reload_hook, "on_reload"},          {hr::reload_step::published, "publish"}};
-  for (auto& [step, name] : names)
-    bench::report("reload_latency", std::string("inotify_step_until_") + name, steps[step]);
-  bench::report("reload_latency", "inotify_step_until_old_version_unmapped", unloads);
-
-  // Under CPU load: a thread calling the plugin without pause takes one of the two cores.
-  auto loaded = watched_us<hr::inotify_watcher>(trials, box, nullptr, nullptr, nullptr, nullptr, true);
-  bench::report("reload_latency", "inotify_debounce_0_spinning_caller", loaded,
-                bench::field("ratio_to_floor", bench::summarize(loaded).p50 / f));
-
-  auto polling = watched_us<hr::polling_watcher>(polling_trials, box, nullptr, nullptr);
-  bench::report("reload_latency", "polling_default_interval", polling,
-                bench::field("ratio_to_floor", bench::summarize(polling).p50 / f));
-  auto manual = manual_us(trials, box);
-  bench::report("reload_latency", "manual_async_reload_plugin", manual,
-                bench::field("ratio_to_floor", bench::summarize(manual).p50 / f));
-  // The probe with a fresh process per probe (the design before reused workers).
-  auto fresh = manual_us(trials, box, true, 0, nullptr, 1);
-  bench::report("reload_latency", "manual_probe_fresh_process_per_probe", fresh,
-                bench::field("ratio_to_floor", bench::summarize(fresh).p50 / f) +
-                    bench::field("ratio_of_reused_worker", bench::summarize(manual).p50 / bench::summarize(fresh).p50));
-  // What the probe (a worker process that loads the library first) costs.
-  auto unprobed = manual_us(trials, box, false);
-  parts_t fresh_parts;
-  auto fresh_floor = floor_us(trials, box, fresh_parts, true);
-  bench::report("reload_latency", "floor_of_a_fresh_build", fresh_floor,
-                bench::field("ratio_to_floor", bench::summarize(fresh_floor).p50 / f));
-  bench::report("reload_latency", "manual_without_probe_in_child", unprobed,
-                bench::field("ratio_to_floor", bench::summarize(unprobed).p50 / f) +
-                    bench::field("ratio_to_floor_of_a_fresh_build",
-                                 bench::summarize(unprobed).p50 / bench::summarize(fresh_floor).p50));
-  // The probe forks a server made when the reloader was, not the program: its cost does not
-  // grow with the program. Baseline: forking the grown program itself, in the same run.
-  std::vector<double> forks;
-  auto grown = manual_us(trials, box, true, grow_mb, &forks);
-  bench::report("reload_latency", "fork_of_program_grown_" + std::to_string(grow_mb) + "MB", forks);
-  bench::report("reload_latency", "manual_program_grown_" + std::to_string(grow_mb) + "MB", grown,
-                bench::field("ratio_to_manual", bench::summarize(grown).p50 / bench::summarize(manual).p50) +
-                    bench::field("ratio_to_fork", bench::summarize(grown).p50 / bench::summarize(forks).p50));
+  if (bench::wanted(argc, argv, "inotify")) {
+    steps_t steps;
+    std::vector<double> detect, renames, unloads;
+    auto inotify = watched_us<hr::inotify_watcher>(trials, box, &steps, &detect, &renames, &unloads);
+    bench::report("reload_latency", "inotify_debounce_0", inotify,
+                  bench::field("ratio_to_floor", bench::summarize(inotify).p50 / f));
+    // rename() replacing a file with no other name frees the old inode's blocks (230 us and
+    // more on ext4 here); the loader links the served library into its shadow directory, so
+    // the rename only drops a name, and the blocks are freed later on the loader's thread.
+    bench::report("reload_latency", "rename_syscall", renames);
+    bench::report("reload_latency", "inotify_step_detect", detect);
+    const std::pair<hr::reload_step, const char*> names[] = {
+        {hr::reload_step::library_loaded, "copy_load_check"}, {hr::reload_step::quiesced, "quiesce"},
+        {hr::reload_step::state_saved, "get_state"},          {hr::reload_step::torn_down, "teardown"},
+        {hr::reload_step::constructed, "construct"},          {hr::reload_step::state_restored, "set_state"},
+        {hr::reload_step::reload_hook, "on_reload"},          {hr::reload_step::published, "publish"}};
+    for (auto& [step, name] : names)
+      bench::report("reload_latency", std::string("inotify_step_until_") + name, steps[step]);
+    bench::report("reload_latency", "inotify_step_until_old_version_unmapped", unloads);
+  }
+  if (bench::wanted(argc, argv, "spinning")) {
+    // Under CPU load: a thread calling the plugin without pause takes one of the two cores.
+    auto loaded = watched_us<hr::inotify_watcher>(trials, box, nullptr, nullptr, nullptr, nullptr, true);
+    bench::report("reload_latency", "inotify_debounce_0_spinning_caller", loaded,
+                  bench::field("ratio_to_floor", bench::summarize(loaded).p50 / f));
+  }
+  if (bench::wanted(argc, argv, "polling")) {
+    auto polling = watched_us<hr::polling_watcher>(polling_trials, box, nullptr, nullptr);
+    bench::report("reload_latency", "polling_default_interval", polling,
+                  bench::field("ratio_to_floor", bench::summarize(polling).p50 / f));
+  }
+  std::vector<double> manual; // with the probe: the baseline of the fresh and grown cases
+  if (bench::wanted(argc, argv, "manual")) {
+    manual = manual_us(trials, box);
+    bench::report("reload_latency", "manual_async_reload_plugin", manual,
+                  bench::field("ratio_to_floor", bench::summarize(manual).p50 / f));
+  }
+  if (bench::wanted(argc, argv, "fresh")) {
+    // The probe with a fresh process per probe (the design before reused workers).
+    auto fresh = manual_us(trials, box, true, 0, nullptr, 1);
+    bench::report("reload_latency", "manual_probe_fresh_process_per_probe", fresh,
+                  bench::field("ratio_to_floor", bench::summarize(fresh).p50 / f) +
+                      (manual.empty() ? std::string()
+                                      : bench::field("ratio_of_reused_worker",
+                                                     bench::summarize(manual).p50 / bench::summarize(fresh).p50)));
+  }
+  if (bench::wanted(argc, argv, "unprobed")) {
+    // What the probe (a worker process that loads the library first) costs.
+    auto unprobed = manual_us(trials, box, false);
+    parts_t fresh_parts;
+    auto fresh_floor = floor_us(trials, box, fresh_parts, true);
+    bench::report("reload_latency", "floor_of_a_fresh_build", fresh_floor,
+                  bench::field("ratio_to_floor", bench::summarize(fresh_floor).p50 / f));
+    bench::report("reload_latency", "manual_without_probe_in_child", unprobed,
+                  bench::field("ratio_to_floor", bench::summarize(unprobed).p50 / f) +
+                      bench::field("ratio_to_floor_of_a_fresh_build",
+                                   bench::summarize(unprobed).p50 / bench::summarize(fresh_floor).p50));
+  }
+  if (bench::wanted(argc, argv, "grown")) {
+    // The probe forks a server made when the reloader was, not the program: its cost does not
+    // grow with the program. Baseline: forking the grown program itself, in the same run.
+    std::vector<double> forks;
+    auto grown = manual_us(trials, box, true, grow_mb, &forks);
+    bench::report("reload_latency", "fork_of_program_grown_" + std::to_string(grow_mb) + "MB", forks);
+    bench::report("reload_latency", "manual_program_grown_" + std::to_string(grow_mb) + "MB", grown,
+                  (manual.empty() ? std::string()
+                                  : bench::field("ratio_to_manual", bench::summarize(grown).p50 / bench::summarize(manual).p50)) +
+                      bench::field("ratio_to_fork", bench::summarize(grown).p50 / bench::summarize(forks).p50));
+  }
   return 0;
 }

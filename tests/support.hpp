@@ -152,6 +152,18 @@ inline std::set<fs::path> copies_under(const fs::path& dir, bool empty = false) 
   return out;
 }
 
+// The files under `dir` this process has open (the shadow directory's lock aside).
+inline std::set<fs::path> open_under(const fs::path& dir) {
+  std::set<fs::path> out;
+  auto root = fs::canonical(dir).string() + "/";
+  for (auto& e : fs::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    auto target = fs::read_symlink(e.path(), ec);
+    if (!ec && target.string().starts_with(root) && target.filename() != ".lock") out.insert(target);
+  }
+  return out;
+}
+
 // Whether `done` becomes true within `limit`, for what happens on a thread of the library's
 // own that sends no event; checked as fast as the scheduler allows, not after a sleep.
 template <class Condition>

@@ -447,6 +447,31 @@ TEST_CASE("the file of a plugin's next shadow copy is made ahead, off the reload
   });
 }
 
+TEST_CASE("a library that never loads leaves no file made ahead in the shadow directory, nor one open") {
+  harness h([](hr::options& o) { o.verbosity = hr::log_level::off; });
+  [[maybe_unused]] auto& box = h.box;
+  [[maybe_unused]] auto& io = h.io;
+  [[maybe_unused]] auto& r = h.r;
+  [[maybe_unused]] auto& rec = h.rec;
+  run(io, [&]() -> awaitable<void> {
+    co_await r.async_start(use_awaitable);
+    box.install("not_a_plugin", "stray.so");
+    auto [ec, name] = co_await r.async_load_plugin(box.plugins / "stray.so", asio::as_tuple(use_awaitable));
+    CHECK(ec == hr::errc::not_a_plugin);
+    // A reload wakes the thread that makes the files ahead: for counter's next copy, and
+    // none for stray.so's, whose only copy is gone.
+    box.install("counter_v2");
+    co_await r.async_reload_plugin("counter", use_awaitable);
+    co_await rec.next(hr::event_kind::unloaded);
+    std::set<fs::path> spare;
+    REQUIRE(co_await comes_true([&] { return !(spare = copies_under(box.shadow, true)).empty(); }));
+    CHECK(spare.size() == 1);
+    CHECK(spare.begin()->filename().string().starts_with("counter."));
+    CHECK(open_under(box.shadow) == spare);
+    co_await r.async_stop(use_awaitable);
+  });
+}
+
 TEST_CASE("a served library's file keeps a name in the shadow directory, so a build's rename over it does not "
           "free its blocks; the name goes once its version is replaced or refused, and at stop") {
   harness h;

@@ -158,6 +158,9 @@ TEST_CASE_TEMPLATE("a deleted library: kept serving by default, unloaded on requ
       CHECK(!r.info("counter"));
       co_await rec.next(hr::event_kind::unloaded);
       CHECK(mapped_under(box.shadow).empty());
+      // Nor is the file made ahead for its next copy left, nor kept open.
+      CHECK(copies_under(box.shadow, true).empty());
+      CHECK(open_under(box.shadow).empty());
       co_await r.async_stop(use_awaitable);
     });
   }

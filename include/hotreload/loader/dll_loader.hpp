@@ -61,8 +61,9 @@ public:
   pid_t probe_pid() const noexcept { return server_ ? server_->pid() : 0; }
 
 private:
-  // Owns one mapped copy: unmaps it, then deletes the file, and the link that holds the
-  // library file it was copied from (see detail::hold_link).
+  // Owns one copy (from the shadow directory's take_file), mapped or not: unmaps it, then
+  // deletes the file, and the link that holds the library file it was copied from (see
+  // detail::hold_link), and tells the shadow directory that the copy is gone.
   struct mapping {
     std::filesystem::path source, image, held;
     std::vector<std::string> first; // its dependencies, each loaded by itself before it (see dependencies_first)
@@ -72,6 +73,7 @@ private:
       library.unload();
       ::unlink(image.c_str());
       if (!held.empty()) detail::remove_later(std::move(held));
+      dir->release(source);
     }
   };
   using mapping_ptr = std::shared_ptr<mapping>;
@@ -122,12 +124,12 @@ private:
     }
     auto file = dir_->take_file(source);
     if (!file) return cannot(std::move(file.error));
-    if (auto err = detail::copy_open_library(s.source, s.st, file.value)) return cannot(std::move(err));
-    s.copy = std::make_shared<mapping>();
-    s.copy->first = std::move(first);
+    s.copy = std::make_shared<mapping>(); // releases the file taken, whatever happens next
     s.copy->source = source;
-    s.copy->image = std::move(file.value.path);
+    s.copy->image = file.value.path;
     s.copy->dir = dir_;
+    if (auto err = detail::copy_open_library(s.source, s.st, file.value)) return cannot(std::move(err));
+    s.copy->first = std::move(first);
     if (auto held = s.copy->image.string() + ".source"; detail::hold_link(s.source, held)) s.copy->held = held;
     return {std::move(s)};
   }

@@ -94,25 +94,20 @@ public:
   }
 
   const std::filesystem::path& path() const noexcept { return path_; }
-  std::filesystem::path next_name(const std::filesystem::path& source) {
-    return path_ / (source.stem().string() + "." + std::to_string(++sequence_) + source.extension().string());
-  }
 
   /// A new, empty file for the next copy of `source` (`<stem>.<n><ext>`, see
-  /// create_shadow_file). Creating a file is the slowest step of a copy after the copy itself
-  /// (ext4 looks for an inode that was not freed just now, and every reload frees one: 15-25 us
-  /// here), so each file taken has the next one for the same source made in the background,
-  /// off the reload's path (once the thread wakes for other work, such as unmapping the
-  /// version replaced: waking it would cost as much): one spare per source, empty, used only
-  /// if it still is.
+  /// create_shadow_file), counted as one of that source's copies until release(source).
+  /// Creating a file is the slowest step of a copy after the copy itself (ext4 looks for an
+  /// inode that was not freed just now, and every reload frees one: 15-25 us here), so each
+  /// file taken has the next one for the same source made in the background, off the reload's
+  /// path (once the thread wakes for other work, such as unmapping the version replaced:
+  /// waking it would cost as much): one spare per source, empty, used only if it still is,
+  /// and removed with the source's last copy (a plugin removed, or one whose load failed).
   result<shadow_file> take_file(const std::filesystem::path& source) {
     shadow_file spare;
     {
       std::lock_guard lk(mu_);
-      if (auto it = spares_.find(source.native()); it != spares_.end()) {
-        spare = std::move(it->second);
-        spares_.erase(it);
-      }
+      spare = std::move(sources_[source.native()].spare);
     }
     struct ::stat st{};
     if (spare.fd >= 0 && !(::fstat(spare.fd, &st) == 0 && st.st_size == 0 && st.st_nlink == 1)) {
@@ -120,6 +115,12 @@ public:
       spare = {};
     }
     auto file = spare.fd >= 0 ? result<shadow_file>{std::move(spare)} : create_shadow_file(next_name(source));
+    {
+      std::lock_guard lk(mu_);
+      auto& entry = sources_[source.native()];
+      if (file) ++entry.copies;
+      else if (entry.copies == 0) sources_.erase(source.native());
+    }
     if (file)
       in_background([self = weak_from_this(), source] {
         if (auto dir = self.lock()) dir->make_spare(source);
@@ -127,19 +128,41 @@ public:
     return file;
   }
 
+  /// One copy of `source` (from take_file) is gone; with the last one, its spare goes too.
+  void release(const std::filesystem::path& source) {
+    shadow_file spare;
+    {
+      std::lock_guard lk(mu_);
+      auto it = sources_.find(source.native());
+      if (it == sources_.end() || --it->second.copies > 0) return;
+      spare = std::move(it->second.spare);
+      sources_.erase(it);
+    }
+    if (spare.fd >= 0) ::unlink(spare.path.c_str());
+  }
+
 private:
   shadow_directory(std::filesystem::path p, int fd) : path_(std::move(p)), lock_fd_(fd) {}
 
+  std::filesystem::path next_name(const std::filesystem::path& source) {
+    return path_ / (source.stem().string() + "." + std::to_string(++sequence_) + source.extension().string());
+  }
+
+  // Makes the spare of `source`, unless it has one, or no copy any more.
   void make_spare(const std::filesystem::path& source) {
+    auto wanted = [&] {
+      auto it = sources_.find(source.native());
+      return it != sources_.end() && it->second.copies > 0 && it->second.spare.fd < 0;
+    };
     {
       std::lock_guard lk(mu_);
-      if (spares_.contains(source.native())) return;
+      if (!wanted()) return;
     }
     auto file = create_shadow_file(next_name(source));
     if (!file) return; // the next copy makes its file itself, and says why it cannot
     std::lock_guard lk(mu_);
-    auto [it, added] = spares_.try_emplace(source.native(), std::move(file.value));
-    if (!added) ::unlink(file.value.path.c_str());
+    if (wanted()) sources_[source.native()].spare = std::move(file.value);
+    else ::unlink(file.value.path.c_str()); // its last copy went meanwhile
   }
 
   static result<std::shared_ptr<shadow_directory>> refuse(std::string message) {
@@ -165,8 +188,12 @@ private:
   std::filesystem::path path_;
   int lock_fd_;
   std::atomic<unsigned long> sequence_{0};
-  std::mutex mu_; // spares_, filled in the background
-  std::map<std::string, shadow_file> spares_;
+  struct source_files {
+    int copies = 0;    // taken and not released
+    shadow_file spare; // made ahead for the next copy (or none yet)
+  };
+  std::mutex mu_; // sources_: taken and released anywhere, spares made in the background
+  std::map<std::string, source_files> sources_;
 };
 
 /// Opens `from` to be loaded: a regular file that passes the trust checks (on the very file
