@@ -1,6 +1,7 @@
 // Unit tests of the parts that need no plugin library: metadata, semver, ABI tags, the
 // dependency graph, the strand primitives, the Linux file checks, and the policy concepts.
 #include <hotreload/abi.hpp>
+#include <hotreload/detail/background.hpp>
 #include <hotreload/detail/graph.hpp>
 #include <hotreload/detail/hook_threads.hpp>
 #include <hotreload/detail/keepalive_executor.hpp>
@@ -25,6 +26,7 @@
 
 #include <fstream>
 #include <future>
+#include <sstream>
 
 namespace hr = hotreload;
 namespace asio = boost::asio;
@@ -356,6 +358,26 @@ TEST_CASE("a library opened for loading: a rename over its path changes nothing;
   ::close(fd.value);
   CHECK(hr::detail::open_library(dir, {}, st).error.code == hr::errc::untrusted_file); // a directory
   fs::remove_all(dir);
+}
+
+TEST_CASE("the background thread runs its jobs in order, at the lowest priority, named for top -H") {
+  std::promise<std::pair<std::string, long>> where; // its name and nice value, from inside a job
+  std::vector<int> order;
+  for (int i = 0; i < 3; ++i) hr::detail::in_background([&order, i] { order.push_back(i); }, hr::detail::wake::later);
+  hr::detail::in_background([&] {
+    std::string comm, stat;
+    std::getline(std::ifstream("/proc/thread-self/comm"), comm);
+    std::getline(std::ifstream("/proc/thread-self/stat"), stat);
+    // Field 19 is the nice value; the fields after the name (in parentheses) are plain.
+    std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    for (int f = 3; f <= 19 && rest >> field; ++f) {}
+    where.set_value({comm, std::stol(field)});
+  });
+  auto [name, nice] = where.get_future().get();
+  CHECK(name == "hotreload-bg");
+  CHECK(nice == 19);
+  CHECK(order == std::vector<int>{0, 1, 2}); // the later ones ran with the job that woke it, before it
 }
 
 TEST_CASE("probe verdicts: an answer is fine; an exit, a signal, a timeout or a lost probe refuses the library") {

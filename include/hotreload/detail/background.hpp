@@ -7,6 +7,15 @@
 // plugin's next shadow copy. One thread per process, started on first use, runs it in order;
 // it is never destroyed (it may outlive static destructors, and a job may block in plugin
 // code without holding up anything but later jobs).
+//
+// It runs at the lowest priority (nice 19, `hotreload-bg` in top -H): the old version is
+// released as a reload completes, and at the default priority its unmapping, woken then, took
+// the core from the program's own thread (the scheduler may queue a woken thread on the
+// waker's core, where it preempts: where the cores share no cache, so this project's PVM
+// guests), right when the caller resumes and asks for the new version. A manual reload without
+// the probe took 824 us at p50 against 978 (8 alternated rounds of 200; inotify 1684 against
+// 2034). On a busy machine the jobs still get their share (about 1.5% of a core), which is
+// what unmapping is worth to a program serving requests.
 
 #include <condition_variable>
 #include <functional>
@@ -15,6 +24,10 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 namespace hotreload::detail {
 
@@ -37,6 +50,8 @@ inline void in_background(std::function<void()> job, wake when = wake::now) {
   if (!q->started) {
     try {
       std::thread([] {
+        ::prctl(PR_SET_NAME, "hotreload-bg");
+        ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19); // this thread only (see the top)
         std::vector<std::function<void()>> batch;
         for (;;) {
           {
