@@ -8,14 +8,13 @@
 // it is never destroyed (it may outlive static destructors, and a job may block in plugin
 // code without holding up anything but later jobs).
 //
-// It runs at the lowest priority (nice 19, `hotreload-bg` in top -H): the old version is
-// released as a reload completes, and at the default priority its unmapping, woken then, took
-// the core from the program's own thread (the scheduler may queue a woken thread on the
-// waker's core, where it preempts: where the cores share no cache, so this project's PVM
-// guests), right when the caller resumes and asks for the new version. A manual reload without
-// the probe took 824 us at p50 against 978 (8 alternated rounds of 200; inotify 1684 against
-// 2034). On a busy machine the jobs still get their share (about 1.5% of a core), which is
-// what unmapping is worth to a program serving requests.
+// It runs at the lowest priority (nice 19; `hotreload-bg` in top -H). The old version is
+// released as a reload completes, and the unmapping woken then, at the default priority,
+// could take the core from the program's own thread right when the caller resumes and asks
+// for the new version: where the scheduler sees no cache shared between the cores (this
+// project's PVM guests), it queues a woken thread on its waker's core, and preempts. On a busy
+// machine the jobs still get their share (about 1.5% of a core), which is what unmapping is
+// worth to a program serving requests. (Measured: benchmarks/README.md.)
 
 #include <condition_variable>
 #include <functional>

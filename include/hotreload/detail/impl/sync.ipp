@@ -62,6 +62,10 @@ HOTRELOAD_DECL awaitable<void> dag_node(std::vector<async_event>& done, const st
 }
 
 HOTRELOAD_DECL awaitable<void> run_dag(strand_t strand, const std::vector<std::vector<std::size_t>>& preds, dag_step fn) {
+  if (preds.size() == 1) { // one node (a reload of one plugin): no task to spawn and join, awaited here
+    co_await fn(0);
+    co_return;
+  }
   std::vector<async_event> done(preds.size());
   std::vector<awaitable<void>> tasks;
   for (std::size_t i = 0; i < preds.size(); ++i) tasks.push_back(dag_node(done, preds[i], fn, i));
