@@ -91,6 +91,15 @@ static asio::awaitable<bool> demo(hr::hot_reloader<echo_pool>& reloader, echo_se
   bool ready = co_await server.wait_for_connections(pool_size);
   std::size_t fds_before = open_fds();
   std::cout << "pool open: " << server.connections() << " connections, " << fds_before << " fds in this process\n";
+  // Each version replaced is unmapped in the background soon after its reload
+  // (event_kind::unloaded): the descriptors are counted again once all of them are.
+  int unloaded = 0;
+  asio::steady_timer unmapped(co_await asio::this_coro::executor);
+  auto watching = reloader.subscribe([&](const hr::reload_event& e) {
+    if (e.kind != hr::event_kind::unloaded) return;
+    ++unloaded;
+    unmapped.cancel();
+  });
 
   for (int i = 1; i <= reloads; ++i) {
     co_await reloader.async_reload_plugin("pool", asio::use_awaitable); // teardown closes, on_reload opens
@@ -100,16 +109,21 @@ static asio::awaitable<bool> demo(hr::hot_reloader<echo_pool>& reloader, echo_se
       co_return false;
     }
   }
+  for (auto deadline = std::chrono::steady_clock::now() + 10s; unloaded < reloads && std::chrono::steady_clock::now() < deadline;) {
+    unmapped.expires_at(deadline);
+    co_await unmapped.async_wait(asio::as_tuple(asio::use_awaitable)); // cancelled on each unloading
+  }
+  reloader.unsubscribe(watching);
   ready = co_await server.wait_for_connections(pool_size) && ready;
   std::size_t fds_after = open_fds();
   std::cout << "after " << reloads << " reloads: " << server.connections() << " connections, " << fds_after
             << " fds (" << (fds_after >= fds_before ? "+" : "") << static_cast<long>(fds_after - fds_before)
-            << "), reloads counted: " << reloader.info("pool")->reloads << "\n";
+            << "), reloads counted: " << reloader.info("pool")->reloads << ", versions unmapped: " << unloaded << "\n";
   co_await reloader.async_stop(asio::use_awaitable); // teardown closes the pool
   bool closed = co_await server.wait_for_connections(0);
   std::cout << "after stop: " << server.connections() << " connections\n";
   server.close();
-  co_return ready && closed && fds_after == fds_before;
+  co_return ready && closed && unloaded == reloads && fds_after == fds_before;
 }
 
 int main(int argc, char** argv) {

@@ -67,6 +67,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <dlfcn.h>
@@ -155,8 +156,11 @@ public:
   /// if that failed.
   static std::shared_ptr<probe_server> start(int reuse = 1) {
     // A server that finds a lock its workers need held ends itself (see
-    // take_inherited_locks): forked again; such locks are held for microseconds at a time.
+    // take_inherited_locks): forked again, a little later each time (such locks are held for
+    // microseconds at a time; a thread walking the list of libraries slowly holds it for
+    // milliseconds): 8 forks over about 13 ms.
     for (int attempt = 0; attempt < 8; ++attempt) {
+      if (attempt > 0) std::this_thread::sleep_for(std::chrono::microseconds(100 << (attempt - 1)));
       int sv[2];
       if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return nullptr;
       pid_t pid = ::fork();

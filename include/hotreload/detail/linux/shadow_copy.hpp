@@ -107,7 +107,9 @@ public:
     shadow_file spare;
     {
       std::lock_guard lk(mu_);
-      spare = std::move(sources_[source.native()].spare);
+      auto& entry = sources_[source.native()];
+      ++entry.copies; // this one, released if its file cannot be made
+      spare = std::move(entry.spare);
     }
     struct ::stat st{};
     if (spare.fd >= 0 && !(::fstat(spare.fd, &st) == 0 && st.st_size == 0 && st.st_nlink == 1)) {
@@ -115,16 +117,13 @@ public:
       spare = {};
     }
     auto file = spare.fd >= 0 ? result<shadow_file>{std::move(spare)} : create_shadow_file(next_name(source));
-    {
-      std::lock_guard lk(mu_);
-      auto& entry = sources_[source.native()];
-      if (file) ++entry.copies;
-      else if (entry.copies == 0) sources_.erase(source.native());
+    if (!file) {
+      release(source);
+      return file;
     }
-    if (file)
-      in_background([self = weak_from_this(), source] {
-        if (auto dir = self.lock()) dir->make_spare(source);
-      }, wake::later);
+    in_background([self = weak_from_this(), source] {
+      if (auto dir = self.lock()) dir->make_spare(source);
+    }, wake::later);
     return file;
   }
 
