@@ -26,6 +26,7 @@
 
 #include <fstream>
 #include <future>
+#include <optional>
 #include <sstream>
 
 namespace hr = hotreload;
@@ -454,4 +455,54 @@ TEST_CASE("hook threads closed while an abandoned call blocks: its thread, the l
   }
   release.set_value();
   REQUIRE(destroyed.wait_for(30s) == std::future_status::ready);
+}
+
+TEST_CASE("hook threads take work handed to them while they poll (a reload completing), and refuse it asleep") {
+  hr::detail::hook_threads threads;
+  auto hand = threads.hand();
+  auto on_hook_thread = [](std::promise<std::thread::id>& ran) {
+    return std::function<void()>([&ran] { ran.set_value(std::this_thread::get_id()); });
+  };
+  // Run a call on the threads, no burst under way: the thread sleeps between calls, and handing
+  // work to it would wake it, so it is left to the caller.
+  std::promise<void> ran_alone;
+  asio::post(threads.executor(), [&] { ran_alone.set_value(); });
+  ran_alone.get_future().wait();
+  std::promise<std::thread::id> refused_ran;
+  auto refused = on_hook_thread(refused_ran);
+  CHECK_FALSE(hand(refused));
+  CHECK(refused); // still the caller's
+
+  // During a burst a call runs while its thread polls: work handed from it is taken, and runs
+  // on a hook thread after it.
+  std::promise<std::thread::id> taken_ran;
+  std::promise<std::pair<bool, bool>> taken; // accepted, and left empty
+  std::optional<hr::detail::hook_threads::burst> burst;
+  burst.emplace(threads);
+  asio::post(threads.executor(), [&] {
+    auto f = on_hook_thread(taken_ran);
+    bool accepted = hand(f);
+    taken.set_value({accepted, !f});
+  });
+  auto [accepted, emptied] = taken.get_future().get();
+  if (!threads.contended()) { // else the threads sleep between calls, by design (hook_threads.hpp)
+    CHECK(accepted);
+    CHECK(emptied);
+    CHECK(taken_ran.get_future().get() != std::this_thread::get_id());
+  }
+
+  // Just after the burst ends, the threads still poll for a moment: work handed as a reload
+  // completes is taken. Checked only when this thread got here within that moment.
+  std::atomic<hr::detail::clock::rep> last_call{0};
+  asio::post(threads.executor(), [&] { last_call = hr::detail::clock::now().time_since_epoch().count(); });
+  while (last_call == 0) std::this_thread::yield(); // not asleep: a wake-up may outlast that moment
+  auto ended = hr::detail::clock::time_point(hr::detail::clock::duration(last_call.load()));
+  burst.reset();
+  for (auto t0 = hr::detail::clock::now(); hr::detail::clock::now() - t0 < 40us;) std::this_thread::yield(); // it sees the end
+  std::promise<std::thread::id> after_ran;
+  auto after = on_hook_thread(after_ran);
+  bool after_accepted = hand(after);
+  if (hr::detail::clock::now() - ended < 180us && !threads.contended()) CHECK(after_accepted);
+  if (after_accepted) CHECK(after_ran.get_future().get() != std::this_thread::get_id());
+  else after();
 }

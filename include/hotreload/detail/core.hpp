@@ -30,7 +30,9 @@ struct core {
   core(asio::any_io_executor ex, options o, policy_ops& p, interface_traits t)
       : opts(std::move(o)), strand(asio::make_strand(ex)), hub(logger(opts.verbosity, opts.sink)),
         gate(reg, strand, opts), feed(opts, hub), versions(opts, strand, hub, p, t),
-        hooks(opts, hub, p, reg, versions, threads), policies(p) {}
+        hooks(opts, hub, p, reg, versions, threads), policies(p) {
+    versions.hand_unmapping_to(threads.hand());
+  }
   core(const core&) = delete;
   core& operator=(const core&) = delete;
 

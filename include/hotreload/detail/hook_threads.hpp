@@ -25,9 +25,11 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 namespace hotreload::detail {
 
@@ -42,12 +44,14 @@ class hook_threads {
 
   struct shared_state {
     context ctx;
-    std::atomic<int> busy{0}; // bursts under way
+    std::atomic<int> busy{0};                  // bursts under way
+    std::atomic<clock::rep> lingering_until{0}; // and until then, after the last one ended
     // Until when the cores count as contended (clock ticks): a poller lost its core for longer
     // than `starved` in one yield (a busy program shares it). Polling would then cost a
     // scheduler tick (4 ms here) per hand-off, where a sleeping thread that is woken runs at
     // once; so for `contention_memory` the threads sleep between calls and the strand waits.
     std::atomic<clock::rep> contended_until{0};
+    std::atomic<int> polling{0}; // threads polling for calls now (awake: a post wakes nobody)
     asio::executor_work_guard<asio::io_context::executor_type> work{ctx.get_executor()};
     std::mutex mu;
     std::condition_variable exited;
@@ -75,9 +79,11 @@ public:
   /// Keeps the threads' io_context (and its strands' service) alive.
   std::shared_ptr<const void> context() const { return s_; }
 
-  /// While one lives, the threads poll for calls (up to `linger` after the last one) instead of
-  /// sleeping between them. It wakes a sleeping thread at once, so that the wake-up (25-50 us
-  /// here) passes before the first call: a reload starts one once its library is mapped.
+  /// While one lives, and for `linger` after the last one ended, the threads poll for calls (up
+  /// to `linger` after the last call) instead of sleeping between them. It wakes a sleeping
+  /// thread at once, so that the wake-up (25-50 us here) passes before the first call: a
+  /// reload starts one once its library is mapped. After it, work handed to them (awake_hand:
+  /// the unmapping of the version a reload replaced, let go just after) costs no wake-up.
   class burst {
   public:
     explicit burst(hook_threads& t) : s_(t.s_) {
@@ -86,11 +92,47 @@ public:
     }
     burst(const burst&) = delete;
     burst& operator=(const burst&) = delete;
-    ~burst() { s_->busy.fetch_sub(1); }
+    ~burst() {
+      s_->lingering_until.store((clock::now() + linger).time_since_epoch().count(), std::memory_order_relaxed);
+      s_->busy.fetch_sub(1);
+    }
 
   private:
     std::shared_ptr<shared_state> s_;
   };
+
+  /// Hands work to a hook thread that is awake, polling for calls (a reload completing): there
+  /// a post costs a queue push, where waking a sleeping thread costs the waker 10-40 us on this
+  /// project's VMs. Holds the threads weakly; callable from any thread.
+  class awake_hand {
+  public:
+    /// Posts `f` if a hook thread polls now, else leaves it to the caller (false). Should the
+    /// threads stop before it runs, `f` runs where its handler is destroyed.
+    bool operator()(std::function<void()>& f) const {
+      auto s = s_.lock();
+      if (!s || s->polling.load(std::memory_order_relaxed) == 0) return false;
+      asio::post(s->ctx, run_once{std::move(f)});
+      return true;
+    }
+
+  private:
+    friend class hook_threads;
+    struct run_once {
+      std::function<void()> f;
+      run_once(std::function<void()> g) : f(std::move(g)) {}
+      run_once(run_once&&) = default;
+      void operator()() { std::exchange(f, nullptr)(); }
+      ~run_once() {
+        if (f) f();
+      }
+    };
+    std::weak_ptr<shared_state> s_;
+  };
+  awake_hand hand() const {
+    awake_hand h;
+    h.s_ = s_;
+    return h;
+  }
 
   /// Whether the pollers found their cores taken lately: wait, do not poll.
   bool contended() const noexcept { return contended(*s_); }
@@ -189,9 +231,22 @@ private:
   }
 
   static void serve(shared_state& s) {
+    struct counted { // in `s.polling` while polling
+      shared_state& s;
+      bool in = false;
+      void set(bool polling) {
+        if (polling != in) s.polling.fetch_add(polling ? 1 : -1, std::memory_order_relaxed);
+        in = polling;
+      }
+      ~counted() { set(false); }
+    } polling{s};
     auto last = clock::now();
     while (!s.ctx.stopped()) {
-      if (s.busy.load(std::memory_order_relaxed) > 0 && clock::now() - last < linger && !contended(s)) {
+      auto now = clock::now();
+      polling.set(now - last < linger && !contended(s) &&
+                  (s.busy.load(std::memory_order_relaxed) > 0 ||
+                   now.time_since_epoch().count() < s.lingering_until.load(std::memory_order_relaxed)));
+      if (polling.in) {
         if (s.ctx.poll_one()) last = clock::now();
         else yield(s);
       } else if (s.ctx.run_one()) {

@@ -6,6 +6,7 @@
 
 #include <hotreload/detail/background.hpp>
 #include <hotreload/detail/event_hub.hpp>
+#include <hotreload/detail/hook_threads.hpp>
 #include <hotreload/detail/leak.hpp>
 #include <hotreload/detail/linux/trust.hpp>
 #include <hotreload/detail/policies.hpp>
@@ -83,6 +84,11 @@ public:
     return create(std::move(ctx), v, traits_, std::move(out));
   }
 
+  /// Where the unmapping of a version let go is handed when a hook thread is awake (a reload
+  /// completing): that thread then wakes the background thread, not the program's (versions
+  /// are let go on the strand, or in callers' threads with their last plugin_ptr).
+  void hand_unmapping_to(hook_threads::awake_hand h) { hand_ = std::move(h); }
+
 private:
   static awaitable<void> create(plugin_context ctx, version_ptr v, interface_traits traits,
                                 std::shared_ptr<result<instance>> out) {
@@ -105,14 +111,14 @@ private:
   // small library here). Then the strand hears of it.
   version_ptr own(const version* raw) {
     hub_.version_mapped();
-    return version_ptr(raw, [hub = weak_hub_, reg = weak_reg_, mail = mail_](const version* v) {
+    return version_ptr(raw, [hub = weak_hub_, reg = weak_reg_, mail = mail_, hand = hand_](const version* v) {
       if (hub.expired()) {
         // The reloader is gone, so no handler of ours can unmap it, and the caller may be
         // this very library's code. It stays mapped until the process exits.
         deliberately_leak(v);
         return;
       }
-      in_background([hub, reg, mail, owned = std::shared_ptr<const version>(v)]() mutable {
+      std::function<void()> unmap = [hub, reg, mail, owned = std::shared_ptr<const version>(v)]() mutable {
         std::string name = owned->meta.name, ver = owned->meta.version;
         auto image = owned->library.image;
         auto findings = owned->findings; // what may pin it: for the message, if it is pinned
@@ -125,7 +131,10 @@ private:
             if (auto r = reg.lock()) r->count(name, &plugin_info::pinned_versions, +1);
           if (auto h = hub.lock()) h->version_released(name, ver, pinned ? &causes : nullptr);
         });
-      });
+      };
+      // The background thread runs it, after the jobs queued there for its next wake-up.
+      std::function<void()> wake = [unmap = std::move(unmap)]() mutable { in_background(std::move(unmap)); };
+      if (!hand(wake)) wake();
     });
   }
 
@@ -195,6 +204,7 @@ private:
   std::weak_ptr<event_hub> weak_hub_;
   std::weak_ptr<registry> weak_reg_;
   std::shared_ptr<strand_mailbox> mail_; // the strand, for the background thread
+  hook_threads::awake_hand hand_;
 };
 
 } // namespace hotreload::detail
