@@ -15,8 +15,8 @@
 // project's PVM guests), it queues a woken thread on its waker's core, and preempts. On a busy
 // machine the jobs still get their share (about 1.5% of a core), which is what unmapping is
 // worth to a program serving requests. (Measured: benchmarks/README.md.) Waking this thread
-// costs its waker 10-40 us: a version let go just after a reload has its unmapping handed to
-// a hook thread, still awake then, which wakes this one (versions.hpp, hook_threads.hpp).
+// costs its waker 10-40 us: for a version let go just after a reload, a hook thread, still
+// awake then, is handed that wake-up (versions.hpp, hook_threads.hpp); the job runs here.
 
 #include <condition_variable>
 #include <functional>

@@ -83,7 +83,7 @@ public:
   /// to `linger` after the last call) instead of sleeping between them. It wakes a sleeping
   /// thread at once, so that the wake-up (25-50 us here) passes before the first call: a
   /// reload starts one once its library is mapped. After it, work handed to them (awake_hand:
-  /// the unmapping of the version a reload replaced, let go just after) costs no wake-up.
+  /// waking the background thread for the version a reload replaced) costs no wake-up.
   class burst {
   public:
     explicit burst(hook_threads& t) : s_(t.s_) {

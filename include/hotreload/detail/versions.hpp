@@ -84,9 +84,9 @@ public:
     return create(std::move(ctx), v, traits_, std::move(out));
   }
 
-  /// Where the unmapping of a version let go is handed when a hook thread is awake (a reload
-  /// completing): that thread then wakes the background thread, not the program's (versions
-  /// are let go on the strand, or in callers' threads with their last plugin_ptr).
+  /// Where the background thread's wake-up for a version let go is handed when a hook thread
+  /// is awake (a reload completing): that thread pays for it, not the program's (versions are
+  /// let go on the program's executor, or in callers' threads with their last plugin_ptr).
   void hand_unmapping_to(hook_threads::awake_hand h) { hand_ = std::move(h); }
 
 private:
