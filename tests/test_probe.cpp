@@ -190,6 +190,7 @@ TEST_CASE("probe workers: reused up to probe_reuse, replaced when a library leav
   std::vector<case_t> cases = {
       {"not_a_plugin", probe_result::loaded, true},           // loads and unloads cleanly
       {"counter_static_fd", probe_result::loaded, false},     // a descriptor left open
+      {"counter_static_leaks", probe_result::loaded, false},  // 80 MB left resident
       {"counter_static_exits", probe_result::exited, false},  // exit(0) while loading
       {"counter_undefined_at_init", probe_result::exited, false}, // the dynamic linker's exit(127)
       {"counter_undefined_later", probe_result::loaded, true},    // bound lazily: the probe is for initialisers

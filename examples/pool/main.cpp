@@ -33,6 +33,17 @@ static std::size_t open_fds() {
   return static_cast<std::size_t>(std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator{}));
 }
 
+// Waits until `done()` holds, at most 10 s; `changed` is cancelled at each change that may make it so.
+template <class Done>
+static asio::awaitable<bool> wait_until(asio::steady_timer& changed, Done done) {
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    changed.expires_at(deadline);
+    co_await changed.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  co_return done();
+}
+
 // Echoes every line back. Counts its open connections and signals each change.
 class echo_server {
 public:
@@ -50,12 +61,7 @@ public:
   }
   // Waits until `n` connections are open (at most 10 s).
   asio::awaitable<bool> wait_for_connections(std::size_t n) {
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (connections_ != n && std::chrono::steady_clock::now() < deadline) {
-      changed_.expires_at(deadline);
-      co_await changed_.async_wait(asio::as_tuple(asio::use_awaitable)); // cancelled on each change
-    }
-    co_return connections_ == n;
+    return wait_until(changed_, [this, n] { return connections_ == n; });
   }
 
 private:
@@ -109,10 +115,7 @@ static asio::awaitable<bool> demo(hr::hot_reloader<echo_pool>& reloader, echo_se
       co_return false;
     }
   }
-  for (auto deadline = std::chrono::steady_clock::now() + 10s; unloaded < reloads && std::chrono::steady_clock::now() < deadline;) {
-    unmapped.expires_at(deadline);
-    co_await unmapped.async_wait(asio::as_tuple(asio::use_awaitable)); // cancelled on each unloading
-  }
+  co_await wait_until(unmapped, [&] { return unloaded == reloads; });
   reloader.unsubscribe(watching);
   ready = co_await server.wait_for_connections(pool_size) && ready;
   std::size_t fds_after = open_fds();

@@ -12,7 +12,9 @@
 // is missing. STATIC_INIT_THROWS / STATIC_INIT_HANGS / STATIC_INIT_EXITS: a static initialiser
 // throws / never returns / calls exit(0). STATIC_INIT_THREAD / STATIC_INIT_FD: a static
 // initialiser starts a thread that never ends / opens a descriptor it never closes (loaded only
-// by probes: what they leave behind makes a probe worker unclean). CALLS_UNDEFINED_AT_INIT /
+// by probes: what they leave behind makes a probe worker unclean). STATIC_INIT_LEAKS: a static
+// initialiser maps 80 MB, resident, and never unmaps them (loaded only by probes: a worker
+// that grew so leaves). CALLS_UNDEFINED_AT_INIT /
 // CALLS_UNDEFINED_LATER: a function that no library defines is called by a static initialiser
 // / by increment().
 // THREAD_LOCAL_STATE: increment() touches a thread_local std::string (which pins the library).
@@ -104,6 +106,14 @@ namespace {
 struct fd_at_load {
   int fd = ::dup(0);
 } fd_at_load_instance;
+} // namespace
+#endif
+#ifdef STATIC_INIT_LEAKS
+#include <sys/mman.h>
+namespace {
+struct leak_at_load {
+  void* at = ::mmap(nullptr, 80u << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+} leak_at_load_instance;
 } // namespace
 #endif
 #ifdef LINKS_COUNTER_DEP

@@ -118,7 +118,7 @@ private:
         deliberately_leak(v);
         return;
       }
-      std::function<void()> unmap = [hub, reg, mail, owned = std::shared_ptr<const version>(v)]() mutable {
+      auto unmap = [hub, reg, mail, owned = std::shared_ptr<const version>(v)]() mutable {
         std::string name = owned->meta.name, ver = owned->meta.version;
         auto image = owned->library.image;
         auto findings = owned->findings; // what may pin it: for the message, if it is pinned

@@ -236,7 +236,7 @@ private:
   trust_checks trust_{};
   bool probe_ = true;
   std::chrono::milliseconds probe_timeout_{10'000};
-  int probe_reuse_ = 64;
+  int probe_reuse_ = 1000;
   std::shared_ptr<detail::probe_server> server_;
   std::shared_ptr<detail::shadow_directory> dir_;
 };

@@ -12,8 +12,10 @@
 // sure no lock its workers need was inherited held (take_inherited_locks), makes system
 // calls only (it is the child of a possibly multi-threaded program). It forks *workers*: a worker
 // takes one request at a time, dlopens the library, writes the answer, then dlcloses it and
-// checks that it is as it was (the library unmapped, one thread, the same descriptors). A
-// worker that is not, or that has served `reuse` probes, exits; one that dies, or takes
+// checks that it is as it was (the library unmapped, one thread, the same descriptors, and
+// no more than `max_growth` more memory resident than after its first probe: initialisers
+// that leak stay in a worker). A worker that is not, or that has served `reuse` probes,
+// exits; one that dies, or takes
 // longer than the request's limit, is replaced (killed). With `reuse` 1 every probe has a
 // fresh process. Each request carries the write end of a pipe, on which the worker answers
 // (or the server, for a worker that ended or ran out of time), so callers wait for the
@@ -601,6 +603,7 @@ private:
     // Exit ends it at once: the server registered that (see take_inherited_locks).
     // What a clean worker holds (one thread, or two with a sanitizer's own; its descriptors).
     int threads = count_entries("/proc/self/task"), descriptors = count_entries("/proc/self/fd");
+    long resident = -1; // pages, once its first probe is done
     kept_libraries kept;
     for (int used = 1;; ++used) {
       news_msg m;
@@ -652,6 +655,8 @@ private:
         threads = count_entries("/proc/self/task");
         descriptors = count_entries("/proc/self/fd");
       }
+      if (resident < 0 || loaded) resident = resident_pages();
+      else if (resident_pages() - resident > max_growth / ::sysconf(_SC_PAGESIZE)) ::_exit(0);
       if (::send(sock, "i", 1, MSG_NOSIGNAL) != 1) ::_exit(0);
     }
   }
@@ -834,6 +839,28 @@ private:
   }
 
   // Entries of a /proc directory (without . and ..), or -1.
+  // How much more memory a worker may hold resident than after its first probe (and after
+  // loading a library it keeps): what static initialisers allocated and never freed, or a
+  // sanitizer's quarantine. Past it, the worker leaves.
+  static constexpr long max_growth = 64L << 20;
+
+  // Pages of this process resident now (the second field of /proc/self/statm), or -1.
+  static long resident_pages() noexcept {
+    int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char buf[128];
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    const char* at = buf;
+    while (*at && *at != ' ') ++at; // the size, then the resident pages
+    if (!*at) return -1;
+    long pages = 0;
+    for (++at; *at >= '0' && *at <= '9'; ++at) pages = pages * 10 + (*at - '0');
+    return pages;
+  }
+
   static int count_entries(const char* dir) noexcept {
     int fd = ::open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return -1;
