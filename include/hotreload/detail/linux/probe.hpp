@@ -13,13 +13,13 @@
 // calls only (it is the child of a possibly multi-threaded program). It forks *workers*: a worker
 // takes one request at a time, dlopens the library, writes the answer, then dlcloses it and
 // checks that it is as it was (the library unmapped, one thread, the same descriptors, and
-// no more than `max_growth` more memory resident than after its first probe: initialisers
-// that leak stay in a worker). A worker that is not, or that has served `reuse` probes,
-// exits; one that dies, or takes
-// longer than the request's limit, is replaced (killed). With `reuse` 1 every probe has a
-// fresh process. Each request carries the write end of a pipe, on which the worker answers
-// (or the server, for a worker that ended or ran out of time), so callers wait for the
-// answer on their own terms (the reloader asynchronously, on its executor).
+// no more than `max_growth` more memory resident than after its first probe: what static
+// initialisers leak stays in the worker). A worker that is not, or that has served `reuse` probes,
+// exits; one that dies, or takes longer than the request's limit, is replaced (killed). With
+// `reuse` 1 every probe has a fresh process. Each request carries the write end of a pipe,
+// on which the worker answers (or the server, for a worker that ended or ran out of time),
+// so callers wait for the answer on their own terms (the reloader asynchronously, on its
+// executor).
 //
 // An idle worker takes the program's next request itself, from the program's socket (a
 // message goes to one reader), and then tells the server, which times it: one hand-off
@@ -838,7 +838,6 @@ private:
     return count_entries("/proc/self/task") == threads && count_entries("/proc/self/fd") == descriptors;
   }
 
-  // Entries of a /proc directory (without . and ..), or -1.
   // How much more memory a worker may hold resident than after its first probe (and after
   // loading a library it keeps): what static initialisers allocated and never freed, or a
   // sanitizer's quarantine. Past it, the worker leaves.
@@ -861,6 +860,7 @@ private:
     return pages;
   }
 
+  // Entries of a /proc directory (without . and ..), or -1.
   static int count_entries(const char* dir) noexcept {
     int fd = ::open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return -1;
