@@ -123,8 +123,8 @@ struct options {
   std::chrono::milliseconds probe_timeout{10'000};
   /// How many libraries one probe worker loads and unloads before it is replaced. A worker
   /// is also replaced at once when a library leaves it unclean (still mapped after dlclose,
-  /// a thread or a descriptor left behind, or 64 MB more memory resident than after its first
-  /// probe), crashes it or outlasts probe_timeout. 1: a fresh process for every probe. The
+  /// a thread or a descriptor left behind, or 64 MB more memory resident than when it
+  /// started), crashes it or outlasts probe_timeout. 1: a fresh process for every probe. The
   /// probe after a replacement costs a fresh process's first load (0.9-3 ms on this project's
   /// VMs, against 0.2-0.3 ms in a worker that has loaded before).
   int probe_reuse = 1000;

@@ -13,13 +13,12 @@
 // calls only (it is the child of a possibly multi-threaded program). It forks *workers*: a worker
 // takes one request at a time, dlopens the library, writes the answer, then dlcloses it and
 // checks that it is as it was (the library unmapped, one thread, the same descriptors, and
-// no more than `max_growth` more memory resident than after its first probe: what static
-// initialisers leak stays in the worker). A worker that is not, or that has served `reuse` probes,
-// exits; one that dies, or takes longer than the request's limit, is replaced (killed). With
-// `reuse` 1 every probe has a fresh process. Each request carries the write end of a pipe,
-// on which the worker answers (or the server, for a worker that ended or ran out of time),
-// so callers wait for the answer on their own terms (the reloader asynchronously, on its
-// executor).
+// no more than `max_growth` more memory resident: what static initialisers leak stays in
+// the worker). A worker that is not, or that has served `reuse` probes, exits; one that
+// dies, or takes longer than the request's limit, is replaced (killed). With `reuse` 1 every
+// probe has a fresh process. Each request carries the write end of a pipe, on which the
+// worker answers (or the server, for a worker that ended or ran out of time), so callers
+// wait for the answer on their own terms (the reloader asynchronously, on its executor).
 //
 // An idle worker takes the program's next request itself, from the program's socket (a
 // message goes to one reader), and then tells the server, which times it: one hand-off
@@ -601,9 +600,9 @@ private:
   // takes from the program's socket (`control`), and tells the server.
   [[noreturn]] static void work(int control, int sock, int reuse) noexcept {
     // Exit ends it at once: the server registered that (see take_inherited_locks).
-    // What a clean worker holds (one thread, or two with a sanitizer's own; its descriptors).
-    int threads = count_entries("/proc/self/task"), descriptors = count_entries("/proc/self/fd");
-    long resident = -1; // pages, once its first probe is done
+    // What a clean worker holds (one thread, or two with a sanitizer's own; its descriptors;
+    // its memory).
+    auto clean_state = footprint::now();
     kept_libraries kept;
     for (int used = 1;; ++used) {
       news_msg m;
@@ -648,15 +647,10 @@ private:
       if (handle) kept.note_dependencies(handle);
       bool clean = !handle || unloads(handle, path);
       if (fds.image >= 0) ::close(fds.image);
-      if (!clean || !as_it_was(threads, descriptors)) ::_exit(0);
+      if (!clean || !footprint::now().within(clean_state)) ::_exit(0);
       bool loaded = false;
       if (!kept.keep(loaded)) ::_exit(0);
-      if (loaded) { // what the kept libraries hold is the worker's from now on
-        threads = count_entries("/proc/self/task");
-        descriptors = count_entries("/proc/self/fd");
-      }
-      if (resident < 0 || loaded) resident = resident_pages();
-      else if (resident_pages() - resident > max_growth / ::sysconf(_SC_PAGESIZE)) ::_exit(0);
+      if (loaded) clean_state = footprint::now(); // what the kept libraries hold is the worker's from now on
       if (::send(sock, "i", 1, MSG_NOSIGNAL) != 1) ::_exit(0);
     }
   }
@@ -833,18 +827,27 @@ private:
     return true;
   }
 
-  // Whether no thread or descriptor a library made is left.
-  static bool as_it_was(int threads, int descriptors) noexcept {
-    return count_entries("/proc/self/task") == threads && count_entries("/proc/self/fd") == descriptors;
-  }
-
-  // How much more memory a worker may hold resident than after its first probe (and after
-  // loading a library it keeps): what static initialisers allocated and never freed, or a
-  // sanitizer's quarantine. Past it, the worker leaves.
+  // How much more memory a worker may hold resident than when it was clean: what static
+  // initialisers allocated and never freed, or a sanitizer's quarantine. Past it, the worker
+  // leaves.
   static constexpr long max_growth = 64L << 20;
 
-  // Pages of this process resident now (the second field of /proc/self/statm), or -1.
-  static long resident_pages() noexcept {
+  // What a worker holds: its threads, its descriptors and its resident memory (-1: unknown).
+  struct footprint {
+    int threads = 0, descriptors = 0;
+    long resident = -1; // bytes
+    static footprint now() noexcept {
+      return {count_entries("/proc/self/task"), count_entries("/proc/self/fd"), resident_bytes()};
+    }
+    // No thread or descriptor a library made is left, nor more than max_growth of memory.
+    bool within(const footprint& clean) const noexcept {
+      return threads == clean.threads && descriptors == clean.descriptors &&
+             (resident < 0 || clean.resident < 0 || resident - clean.resident <= max_growth);
+    }
+  };
+
+  // Bytes of this process resident now (the second field of /proc/self/statm, in pages), or -1.
+  static long resident_bytes() noexcept {
     int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
     char buf[128];
@@ -857,7 +860,7 @@ private:
     if (!*at) return -1;
     long pages = 0;
     for (++at; *at >= '0' && *at <= '9'; ++at) pages = pages * 10 + (*at - '0');
-    return pages;
+    return pages * ::sysconf(_SC_PAGESIZE);
   }
 
   // Entries of a /proc directory (without . and ..), or -1.
